@@ -1,0 +1,265 @@
+"""SpeechLLM: prompt ⊕ speech ⊕ transcript, loss masking, packing, generate, stages, checkpoints."""
+import pytest
+import torch
+
+from zipasr.adapters import adapter_layers
+from zipasr.model.llm import llm_lora_targets, load_llm
+from zipasr.model.speech_llm import (
+    IGNORE_INDEX,
+    EncoderAdapterConfig,
+    ModelConfig,
+    SpeechBatch,
+    SpeechLLM,
+    packed_causal_mask,
+    seconds_to_frames,
+)
+
+LANGS = ["en", "de", "fr", "zh"]
+TEXTS = ["the cat sat on the mat", "guten morgen", "bonjour tout le monde", "你好世界"]
+
+
+@pytest.fixture
+def config(tiny_whisper_dir, tiny_llm_dir):
+    return ModelConfig(encoder_dir=str(tiny_whisper_dir), llm_dir=str(tiny_llm_dir), languages=list(LANGS),
+                       train_segment_seconds=[1.0, 2.0], decode_segment_seconds=2.0)
+
+
+@pytest.fixture
+def model(config):
+    torch.manual_seed(0)
+    return SpeechLLM.from_config(config).eval()
+
+
+def _batch(model, lengths=(250, 130, 90, 61), seed=0, rows=None):
+    g = torch.Generator().manual_seed(seed)
+    n = len(lengths)
+    feats = torch.randn(n, 80, max(lengths), generator=g)
+    text_ids = [model.tokenizer(TEXTS[i % 4], add_special_tokens=False)["input_ids"] for i in range(n)]
+    return SpeechBatch(feats, torch.tensor(lengths), torch.arange(n) % 4, text_ids, rows)
+
+
+def _reference_loss(model, batch, i, segment_frames):
+    """HF's own loss (labels -100 on prompt and speech) on one utterance built by hand."""
+    speech, lens = model.encode(batch.feats[i:i + 1], batch.feat_lens[i:i + 1], batch.lang_ids[i:i + 1],
+                                segment_frames)
+    embed = model.llm.get_input_embeddings()
+    prompt = model.prompt_ids[int(batch.lang_ids[i])]
+    text = batch.text_ids[i] + [model.tokenizer.eos_token_id]
+    inputs = torch.cat([embed(torch.tensor(prompt)), speech[0, : lens[0]], embed(torch.tensor(text))])[None]
+    labels = torch.tensor([IGNORE_INDEX] * (len(prompt) + int(lens[0])) + text)[None]
+    return model.llm(inputs_embeds=inputs, labels=labels).loss, labels
+
+
+def test_loss_only_on_transcript_and_eos(model):
+    batch = _batch(model, lengths=(250,))
+    out = model(batch, segment_frames=200)
+    reference, labels = _reference_loss(model, batch, 0, 200)
+    assert out.n_tokens == len(batch.text_ids[0]) + 1
+    torch.testing.assert_close(out.loss, reference, atol=1e-5, rtol=1e-5)
+    # the comparison can fail: counting prompt/speech positions as targets changes the loss
+    speech, lens = model.encode(batch.feats[:1], batch.feat_lens[:1], batch.lang_ids[:1], 200)
+    n_prefix = len(model.prompt_ids[0]) + int(lens[0])
+    wrong = labels.clone()
+    wrong[0, 1:n_prefix] = 5
+    embed = model.llm.get_input_embeddings()
+    text = batch.text_ids[0] + [model.tokenizer.eos_token_id]
+    inputs = torch.cat([embed(torch.tensor(model.prompt_ids[0])), speech[0, : lens[0]],
+                        embed(torch.tensor(text))])[None]
+    assert not torch.isclose(model.llm(inputs_embeds=inputs, labels=wrong).loss, out.loss, atol=1e-3)
+
+
+def test_loss_does_not_depend_on_padding_or_batchmates(model):
+    batch = _batch(model)
+    out = model(batch, segment_frames=200)
+    sums = []
+    for i in range(4):
+        alone = SpeechBatch(batch.feats[i:i + 1, :, : batch.feat_lens[i]], batch.feat_lens[i:i + 1],
+                            batch.lang_ids[i:i + 1], [batch.text_ids[i]])
+        single = model(alone, segment_frames=200)
+        sums.append(single.loss * single.n_tokens)
+    assert out.n_tokens == sum(len(t) + 1 for t in batch.text_ids)
+    torch.testing.assert_close(out.loss * out.n_tokens, sum(sums), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_samples_do_not_attend_to_each_other(model, attn):
+    model.llm.set_attn_implementation(attn)
+    unpacked = model(_batch(model), segment_frames=200)
+    packed = model(_batch(model, rows=[[0, 2], [3, 1]]), segment_frames=200)
+    one_row = model(_batch(model, rows=[[3, 2, 1, 0]]), segment_frames=200)
+    assert packed.n_tokens == unpacked.n_tokens == one_row.n_tokens
+    torch.testing.assert_close(packed.loss, unpacked.loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(one_row.loss, unpacked.loss, atol=1e-5, rtol=1e-5)
+
+
+def test_packed_mask_is_block_diagonal_causal():
+    mask = packed_causal_mask(torch.tensor([[0, 0, 1, 1, 1, -1]]), torch.float32)
+    allowed = (mask[0, 0] == 0).int()
+    expected = torch.tensor([
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 0, 0, 0, 1],
+    ])
+    assert torch.equal(allowed, expected)
+
+
+def test_bad_rows_are_an_error(model):
+    with pytest.raises(ValueError, match="exactly once"):
+        model(_batch(model, rows=[[0, 1], [1, 2, 3]]))
+
+
+def test_speech_rate_is_one_eighth_of_mel_rate(model):
+    batch = _batch(model, lengths=(800, 333, 16))
+    for seg in (0, 200, 800):
+        speech, lens = model.encode(batch.feats, batch.feat_lens, batch.lang_ids, seg)
+        assert lens.tolist() == [100, 42, 2]
+        assert speech.shape[-1] == model.llm.config.hidden_size
+
+
+def test_segment_regimes(model, config):
+    assert model.segment_frames() == 200  # eval: the decoding length
+    model.train()
+    assert {model.segment_frames() for _ in range(50)} == {100, 200}
+    assert model.segment_frames(0) is None and model.segment_frames(400) == 400
+    model.regime = "full"
+    assert model.segment_frames() is None
+    assert seconds_to_frames(8) == 800
+    with pytest.raises(ValueError, match="even"):
+        seconds_to_frames(0.01)
+
+
+def _greedy_by_hand(model, feats, lens, lang_ids, steps, seg):
+    """Greedy decoding with full recomputation (no cache) of one utterance."""
+    speech, speech_lens = model.encode(feats, lens, lang_ids, seg)
+    embed = model.llm.get_input_embeddings()
+    seq = torch.cat([embed(torch.tensor(model.prompt_ids[int(lang_ids[0])])), speech[0, : speech_lens[0]]])
+    out = []
+    for _ in range(steps):
+        token = int(model.llm(inputs_embeds=seq[None]).logits[0, -1].argmax())
+        if token == model.tokenizer.eos_token_id:
+            break
+        out.append(token)
+        seq = torch.cat([seq, embed(torch.tensor([token]))])
+    return model.tokenizer.decode(out, skip_special_tokens=True).strip()
+
+
+def test_generate_returns_only_the_transcript(model):
+    batch = _batch(model)
+    hyps = model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=6, segment_frames=200)
+    assert len(hyps) == 4
+    for i in range(4):
+        n = int(batch.feat_lens[i])
+        expected = _greedy_by_hand(model, batch.feats[i:i + 1, :, :n], batch.feat_lens[i:i + 1],
+                                   batch.lang_ids[i:i + 1], 6, 200)
+        assert hyps[i] == expected  # left padding does not change the result
+    beams = model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=6, num_beams=3)
+    assert len(beams) == 4 and all(isinstance(h, str) for h in beams)
+
+
+def test_overfit_one_utterance_then_transcribe(model):
+    """End to end: train on one utterance; generate must give back exactly its transcript."""
+    model.set_stage(1)
+    batch = _batch(model, lengths=(120,))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(60):
+        loss = model(batch, segment_frames=200).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    hyp = model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=20, segment_frames=200)
+    assert hyp == [TEXTS[0]]
+
+
+def test_stage_flags(model, config):
+    model.set_stage(1)
+    assert all(p.requires_grad for n, p in model.encoder.named_parameters() if "embed_positions" not in n)
+    assert all(p.requires_grad for p in model.projector.parameters())
+    llm_trainable = [n for n, p in model.llm.named_parameters() if p.requires_grad]
+    assert llm_trainable and all("lora" in n for n in llm_trainable)
+    assert not any("base_layer" in n for n in llm_trainable)
+    with pytest.raises(RuntimeError, match="insert it first"):
+        model.set_stage(2)
+    model.insert_encoder_adapters(EncoderAdapterConfig(method="flylora", rank=8, method_kwargs={"k": 2}))
+    with pytest.raises(RuntimeError, match="no encoder adapter"):
+        model.set_stage(1)
+    model.set_stage(2)
+    enc_trainable = [n for n, p in model.encoder.named_parameters() if p.requires_grad]
+    assert enc_trainable and all(".base_layer." not in n for n in enc_trainable)
+    assert not any(n.endswith("lora_A") for n in enc_trainable)  # FlyLoRA's A stays frozen
+    assert all(p.requires_grad for p in model.projector.parameters())
+
+
+def test_stage1_then_stage2_checkpoints(model, config, tmp_path):
+    # Stage 1: change encoder, projector and LLM LoRA, save, and rebuild from the checkpoint.
+    model.set_stage(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    batch = _batch(model)
+    loss1 = model(batch, segment_frames=200).loss
+    model.save_trainable(tmp_path / "stage1")
+    assert sorted(p.name for p in (tmp_path / "stage1").iterdir()) == [
+        "encoder.safetensors", "llm_lora", "projector.safetensors", "speech_llm.json"]
+    config.init_from = str(tmp_path / "stage1")
+    rebuilt = SpeechLLM.from_config(config).eval()
+    torch.testing.assert_close(rebuilt(batch, segment_frames=200).loss, loss1)
+
+    # Stage 2: Zipper-Soft with the Whisper LID source; mixed-language batch = one language at a time.
+    config.encoder_adapter = EncoderAdapterConfig(method="zipper_soft", rank=4, alpha=8.0)
+    stage2 = SpeechLLM.from_config(config).eval()
+    assert len(adapter_layers(stage2.encoder)) == 2 * 6
+    stage2.set_stage(2)
+    with torch.no_grad():
+        for n, p in stage2.encoder.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    mixed = stage2(batch, segment_frames=200)
+    assert not torch.isclose(mixed.loss, loss1)
+    total = 0
+    for i in range(4):
+        one = SpeechBatch(batch.feats[i:i + 1, :, : batch.feat_lens[i]], batch.feat_lens[i:i + 1],
+                          batch.lang_ids[i:i + 1], [batch.text_ids[i]])
+        out = stage2(one, segment_frames=200)
+        total = total + out.loss * out.n_tokens
+    torch.testing.assert_close(mixed.loss * mixed.n_tokens, total, atol=1e-4, rtol=1e-5)
+    stage2.save_trainable(tmp_path / "stage2")
+    assert not (tmp_path / "stage2" / "encoder.safetensors").exists()  # frozen encoder is not saved again
+    again = SpeechLLM.from_config(config).eval()
+    assert again.load_trainable(tmp_path / "stage2") == ["projector", "encoder_adapter", "llm_lora"]
+    torch.testing.assert_close(again(batch, segment_frames=200).loss, mixed.loss)
+    with pytest.raises(RuntimeError, match="before inserting encoder adapters"):
+        again.load_trainable(tmp_path / "stage1")
+
+
+def test_checkpoint_of_other_languages_is_an_error(model, config, tmp_path):
+    model.save_trainable(tmp_path / "ckpt")
+    config.languages = ["en", "de"]
+    other = SpeechLLM.from_config(config)
+    with pytest.raises(ValueError, match="languages"):
+        other.load_trainable(tmp_path / "ckpt")
+
+
+def test_missing_checkpoint_dirs(tmp_path, config):
+    with pytest.raises(FileNotFoundError, match="LLM checkpoint directory not found"):
+        load_llm(tmp_path / "missing")
+    config.encoder_dir = str(tmp_path / "no_whisper")
+    with pytest.raises(FileNotFoundError, match="Whisper checkpoint directory not found"):
+        SpeechLLM.from_config(config)
+
+
+def test_config_errors(config):
+    with pytest.raises(ValueError, match="regime"):
+        ModelConfig(regime="streaming")
+    with pytest.raises(ValueError, match="unknown language"):
+        ModelConfig(languages=["en", "xx"])
+    llm, _ = load_llm(config.llm_dir)
+    assert llm_lora_targets(llm) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    llm.config.model_type = "exotic"
+    with pytest.raises(ValueError, match="target_modules"):
+        llm_lora_targets(llm)

@@ -1,0 +1,78 @@
+"""Figures: every kind is written as a readable, non-blank PNG; bad inputs are named."""
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from zipasr.bin import plot as plot_cli
+from zipasr.plots import (load_embeddings_npz, plot_cosine_heatmap, plot_radar, plot_relative_change,
+                          plot_tsne)
+
+TREE = Path(__file__).parent / "fixtures" / "results_tree" / "exp_mini"
+
+
+def assert_png(path):
+    img = mpimg.imread(path)  # (H, W, 4) floats for PNG
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.01  # something was drawn
+
+
+def clustered(n_per_lang=10, langs=("en", "fr", "zh", "ja"), dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (len(langs), dim))
+    emb = np.concatenate([c + rng.normal(0, 1, (n_per_lang, dim)) for c in centres]).astype(np.float32)
+    return emb, np.repeat(np.array(langs), n_per_lang)
+
+
+def test_radar_and_relative_bars(tmp_path):
+    scores = {"Vanilla-LoRA": {"en": 6.0, "fr": 20.0, "zh": 12.0},
+              "Zipper-LoRA-Soft": {"en": 5.4, "fr": 18.0, "zh": 12.0}}
+    assert_png(plot_radar(scores, tmp_path / "radar.png"))
+    assert_png(plot_relative_change({"Zipper-LoRA-Soft": {"en": 10.0, "fr": np.nan, "zh": -3.0}},
+                                    tmp_path / "rel.png"))
+    with pytest.raises(ValueError, match="at least 3 axes"):
+        plot_radar({"a": {"en": 1.0, "fr": 2.0}}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="'b' has axes"):
+        plot_radar({"a": {"en": 1.0, "fr": 2.0, "zh": 3.0}, "b": {"en": 1.0}}, tmp_path / "x.png")
+
+
+def test_cosine_heatmap(tmp_path):
+    emb = np.random.default_rng(0).normal(size=(5, 8))
+    assert_png(plot_cosine_heatmap(emb, ["en", "fr", "de", "ja", "ko"], tmp_path / "cos.png"))
+    with pytest.raises(ValueError, match="zero embedding for \\['fr'\\]"):
+        plot_cosine_heatmap(np.array([[1.0, 0.0], [0.0, 0.0]]), ["en", "fr"], tmp_path / "z.png")
+    with pytest.raises(ValueError, match="3 labels"):
+        plot_cosine_heatmap(emb, ["en", "fr", "de"], tmp_path / "z.png")
+
+
+def test_tsne(tmp_path):
+    emb, langs = clustered()
+    assert_png(plot_tsne(emb, list(langs), tmp_path / "tsne.png"))
+    with pytest.raises(ValueError, match="40 points but 3"):
+        plot_tsne(emb, ["en"] * 3, tmp_path / "t.png")
+
+
+def test_npz_format(tmp_path):
+    emb, langs = clustered(n_per_lang=2)
+    np.savez(tmp_path / "ok.npz", embeddings=emb, langs=langs)
+    got_emb, got_langs = load_embeddings_npz(tmp_path / "ok.npz")
+    assert got_emb.shape == (8, 16) and got_langs[:3] == ["en", "en", "fr"]
+    np.savez(tmp_path / "bad.npz", feats=emb)
+    with pytest.raises(ValueError, match="bad.npz: missing key"):
+        load_embeddings_npz(tmp_path / "bad.npz")
+
+
+def test_plot_cli_on_fixture_tree(tmp_path):
+    emb, langs = clustered()
+    np.savez(tmp_path / "stage2_vanilla.npz", embeddings=emb, langs=langs)
+    out = tmp_path / "figs"
+    assert plot_cli.main(["--results", str(TREE), "--out", str(out),
+                          "--tsne", str(tmp_path / "stage2_vanilla.npz")]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["radar_chunked.png", "radar_full.png", "relative_chunked.png",
+                     "relative_full.png", "tsne_stage2_vanilla.png"]
+    for name in names:
+        assert_png(out / name)
+    with pytest.raises(SystemExit, match="baseline method 'nope' not found"):
+        plot_cli.main(["--results", str(TREE), "--out", str(out), "--baseline", "nope"])

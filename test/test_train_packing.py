@@ -1,0 +1,84 @@
+"""Packing, batch order and lr schedule: pure logic, no model."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from zipasr.train.packing import BatchOrder, pack_rows
+from zipasr.train.schedule import build_scheduler, warmup_cosine
+
+
+def _corpus(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 400, size=n).tolist()
+    langs = rng.choice(["en", "de", "fr", "zh"], size=n, p=[0.6, 0.2, 0.15, 0.05]).tolist()
+    return lengths, langs
+
+
+def test_pack_rows_same_language_within_budget_and_complete():
+    lengths, langs = _corpus()
+    rows = pack_rows(lengths, langs, 1024, np.random.default_rng(1))
+    flat = sorted(i for row in rows for i in row)
+    assert flat == list(range(len(lengths)))  # every utterance exactly once
+    for row in rows:
+        assert len({langs[i] for i in row}) == 1
+        assert sum(lengths[i] for i in row) <= 1024
+    # best-fit decreasing leaves little room: real tokens / (rows * budget)
+    fill = sum(lengths) / (len(rows) * 1024)
+    assert fill > 0.9, fill
+
+
+def test_pack_rows_overlong_utterance_gets_own_row():
+    rows = pack_rows([5000, 10, 10], ["en"] * 3, 100, np.random.default_rng(0))
+    assert sorted(map(sorted, rows)) == [[0], [1, 2]]
+
+
+def test_batch_order_is_deterministic_and_resumable():
+    lengths, langs = _corpus()
+    a = BatchOrder(lengths, langs, 1024, batch_size=4, seed=3)
+    seq = [a.next() for _ in range(3 * a.batches_per_epoch() // 2)]  # crosses an epoch boundary
+    b = BatchOrder(lengths, langs, 1024, batch_size=4, seed=3)
+    for _ in range(7):
+        b.next()
+    state = b.state_dict()
+    c = BatchOrder(lengths, langs, 1024, batch_size=4, seed=3)
+    c.load_state_dict(state)
+    assert [c.next() for _ in range(len(seq) - 7)] == seq[7:]
+    assert a.peek(2) == [a.next(), a.next()]
+    # another epoch is another order
+    assert a.global_batches(0)[1] != a.global_batches(1)[1]
+
+
+def test_batch_order_ranks_split_the_global_batch():
+    lengths, langs = _corpus()
+    single = BatchOrder(lengths, langs, 1024, batch_size=4, world_size=1, rank=0, seed=0)
+    ranks = [BatchOrder(lengths, langs, 1024, batch_size=2, world_size=2, rank=r, seed=0) for r in range(2)]
+    for _ in range(5):
+        whole = single.local_rows(single.next())
+        parts = [o.local_rows(o.next()) for o in ranks]
+        assert parts[0] + parts[1] == whole
+
+
+def test_batch_order_too_little_data_is_an_error():
+    with pytest.raises(ValueError, match="global batch"):
+        BatchOrder([10, 10], ["en", "de"], 100, batch_size=4)
+
+
+def test_warmup_cosine_schedule():
+    total, warm = 100, 10
+    values = [warmup_cosine(s, total, warm) for s in range(total + 5)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert values[10] == pytest.approx(1.0)
+    assert values[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert values[100] == pytest.approx(0.0, abs=1e-12) and values[104] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-5)
+    sched = build_scheduler(opt, total_steps=100, warmup_ratio=0.1)
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-6)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-5)

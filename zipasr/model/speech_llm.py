@@ -1,0 +1,455 @@
+"""The Speech-LLM: SpeechLLM(encoder, projector, llm) (paper Sec. III-A, IV-F, V-B).
+
+Input of the LLM for an utterance of language l:  Emb(prompt_l) ⊕ P(E(X)) ⊕ Emb(transcript) ⊕ Emb(EOS);
+the loss is cross-entropy on the transcript tokens and EOS only. Utterances packed into one LLM row sit
+side by side under a block-diagonal causal mask (packed samples never attend to each other), each with
+its own position ids starting at 0.
+
+Languages are passed explicitly: `lang_ids` (B,) index `SpeechLLM.languages` and are bound to the shared
+`LangState` while the encoder runs, so every encoder adapter layer routes each sample to its language.
+
+Training stages (paper Sec. IV-F):
+- Stage 1: encoder + projector + LLM-side LoRA trainable, no encoder adapter;
+- Stage 2: encoder frozen (its Stage-1 weights), encoder-side adapter + projector + LLM-side LoRA trainable.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from zipasr.adapters import LangState, adapter_layers, init_b_from_checkpoint, inject_adapters, load_adapters, save_adapters
+from zipasr.adapters.inject import ROUTED_METHODS
+from zipasr.languages import check_languages, get_language
+from zipasr.model.encoder import MEL_FRAMES_PER_SECOND, WhisperSpeechEncoder
+from zipasr.model.lid import LID_SOURCES, lid_embeddings_for_model
+from zipasr.model.llm import llm_lora_targets, load_llm
+from zipasr.model.projector import PROJECTORS, build_projector
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+# Every linear layer of a Whisper encoder layer: attention projections and FFN (paper Sec. V-B).
+WHISPER_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REGIMES = ("chunked", "full")
+
+# Files of a trainable-parts checkpoint directory (see SpeechLLM.save_trainable).
+PROJECTOR_FILE = "projector.safetensors"
+ENCODER_FILE = "encoder.safetensors"
+ENCODER_ADAPTER_DIR = "encoder_adapter"
+LLM_LORA_DIR = "llm_lora"
+META_FILE = "speech_llm.json"
+
+
+# --------------------------------------------------------------------------- configs
+@dataclass
+class EncoderAdapterConfig:
+    """The encoder-side adapter of Stage 2 (method None: no encoder adapter, i.e. Stage 1)."""
+
+    method: str | None = None  # vanilla | independent | flylora | zipper_static | zipper_hard | zipper_soft
+    rank: int = 32
+    alpha: float = 64.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(WHISPER_ENCODER_TARGETS))
+    method_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {k: 8}, {r_s: 16, r_p: 16}, {tau: 0.5}
+    lid_source: str = "whisper"  # router input e(l): whisper | acoustic | file
+    lid_file: str | None = None  # safetensors from `zipasr.bin.lid_embed` (acoustic / file sources)
+    lid_whisper_dir: str | None = None  # Whisper checkpoint for the `whisper` source (default: encoder_dir)
+    init_b_from: str | None = None  # Initial-B: a Zipper-Soft encoder_adapter checkpoint directory
+    init_b_router: bool = False  # Initial-B also copies the router
+
+
+@dataclass
+class LLMLoRAConfig:
+    """Plain LoRA on the LLM side (both stages)."""
+
+    rank: int = 32
+    alpha: float = 64.0
+    dropout: float = 0.0
+    target_modules: list[str] | None = None  # None: the default of the LLM's model_type (llm.LLM_LORA_TARGETS)
+
+
+@dataclass
+class ModelConfig:
+    """Everything that builds a SpeechLLM; YAML keys equal these fields."""
+
+    encoder_dir: str = ""  # local Whisper checkpoint (e.g. whisper-large-v3)
+    llm_dir: str = ""  # local causal-LM checkpoint with its tokenizer (e.g. Qwen3-1.7B)
+    languages: list[str] = field(default_factory=list)  # ISO 639-1; lang_ids index this list
+    projector: str = "gated_conv"
+    projector_hidden: int | None = None  # None: the LLM width
+    regime: str = "chunked"  # chunked: segment-wise encoder; full: whole utterance
+    train_segment_seconds: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    decode_segment_seconds: float = 8.0
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (weights of encoder and LLM)
+    gradient_checkpointing: bool = False
+    init_from: str | None = None  # a Stage-1 checkpoint dir, loaded before the encoder adapter is inserted
+    encoder_adapter: EncoderAdapterConfig = field(default_factory=EncoderAdapterConfig)
+    llm_lora: LLMLoRAConfig = field(default_factory=LLMLoRAConfig)
+
+    def __post_init__(self):
+        if self.regime not in REGIMES:
+            raise ValueError(f"model.regime must be one of {REGIMES}, got {self.regime!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.projector not in PROJECTORS:
+            raise ValueError(f"unknown model.projector {self.projector!r}; known: {', '.join(PROJECTORS)}")
+        if self.encoder_adapter.lid_source not in LID_SOURCES:
+            raise ValueError(f"encoder_adapter.lid_source must be one of {LID_SOURCES}")
+        check_languages(self.languages)
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """Segment length in mel frames (even, so segments align with the encoder's 2x downsampling)."""
+    frames = int(round(seconds * MEL_FRAMES_PER_SECOND))
+    if frames <= 0 or frames % 2:
+        raise ValueError(f"a segment of {seconds} s gives {frames} mel frames; it must be a positive even number")
+    return frames
+
+
+# --------------------------------------------------------------------------- batch / output
+@dataclass
+class SpeechBatch:
+    """One training batch.
+
+    feats (N, n_mels, T) float; feat_lens (N,) long; lang_ids (N,) long (indices into SpeechLLM.languages);
+    text_ids: N transcripts as token ids, without EOS; rows: which utterances share one LLM row
+    (packing, same language by the data side's choice); default one utterance per row.
+    """
+
+    feats: Tensor
+    feat_lens: Tensor
+    lang_ids: Tensor
+    text_ids: list[list[int]]
+    rows: list[list[int]] | None = None
+
+    def to(self, device) -> "SpeechBatch":
+        return SpeechBatch(self.feats.to(device), self.feat_lens.to(device), self.lang_ids.to(device),
+                           self.text_ids, self.rows)
+
+
+@dataclass
+class SpeechLLMOutput:
+    loss: Tensor  # mean cross-entropy over target tokens (transcripts + EOS)
+    n_tokens: int  # number of target tokens
+
+
+# --------------------------------------------------------------------------- the model
+class SpeechLLM(nn.Module):
+    """Whisper encoder E -> projector P -> causal LM M, with language-specific prompts.
+
+    Args:
+        encoder: WhisperSpeechEncoder; projector: (B, S, d_enc), lens -> (B, S', d_llm), lens;
+        llm: a transformers causal LM; tokenizer: its tokenizer (needs an EOS token);
+        languages: ISO 639-1 codes; `lang_ids` index this list.
+        regime: "chunked" (segment-wise encoder) or "full"; train_segment_frames: the set drawn from per batch
+        in training; decode_segment_frames: the segment length for decoding (chunked regime).
+    """
+
+    def __init__(self, encoder: WhisperSpeechEncoder, projector: nn.Module, llm: nn.Module, tokenizer,
+                 languages: list[str], regime: str = "chunked",
+                 train_segment_frames: list[int] = (100, 200, 400, 800), decode_segment_frames: int = 800):
+        super().__init__()
+        if regime not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+        self.languages = check_languages(languages)
+        if not self.languages:
+            raise ValueError("a SpeechLLM needs at least one language")
+        self.lang_state = LangState(self.languages)
+        self.encoder = encoder
+        self.encoder.lang_state = self.lang_state
+        self.projector = projector
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.regime = regime
+        self.train_segment_frames = list(train_segment_frames)
+        self.decode_segment_frames = decode_segment_frames
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the LLM tokenizer has no EOS token")
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        # The prompt of each language, tokenised once.
+        self.prompt_ids = [tokenizer(get_language(code).prompt, add_special_tokens=False)["input_ids"]
+                           for code in self.languages]
+        self.encoder_adapter_config: EncoderAdapterConfig | None = None
+        self.llm_lora_config: LLMLoRAConfig | None = None
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> "SpeechLLM":
+        """Build from local checkpoints: encoder + projector + LLM (+ LLM LoRA), then `init_from`'s
+        trainable parts (Stage-1 result), then the encoder adapter if `encoder_adapter.method` is set."""
+        dtype = DTYPES[cfg.dtype]
+        encoder = WhisperSpeechEncoder.from_pretrained(cfg.encoder_dir, dtype=dtype,
+                                                       gradient_checkpointing=cfg.gradient_checkpointing)
+        llm, tokenizer = load_llm(cfg.llm_dir, dtype=dtype)
+        if cfg.gradient_checkpointing:
+            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        projector = build_projector(cfg.projector, encoder.output_dim, llm.get_input_embeddings().embedding_dim,
+                                    cfg.projector_hidden)
+        model = cls(encoder, projector, llm, tokenizer, cfg.languages, regime=cfg.regime,
+                    train_segment_frames=[seconds_to_frames(s) for s in cfg.train_segment_seconds],
+                    decode_segment_frames=seconds_to_frames(cfg.decode_segment_seconds))
+        model.insert_llm_lora(cfg.llm_lora)
+        if cfg.init_from:
+            model.load_trainable(cfg.init_from)
+        if cfg.encoder_adapter.method:
+            whisper_dir = cfg.encoder_adapter.lid_whisper_dir or cfg.encoder_dir
+            model.insert_encoder_adapters(cfg.encoder_adapter, whisper_dir=whisper_dir)
+        return model
+
+    def insert_llm_lora(self, cfg: LLMLoRAConfig) -> list[str]:
+        """Plain LoRA into the LLM's linear layers (both stages); returns the wrapped layer names."""
+        targets = cfg.target_modules or llm_lora_targets(self.llm)
+        names = inject_adapters(self.llm, "vanilla", targets, [], None,
+                                rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
+        self.llm_lora_config = cfg
+        return names
+
+    def insert_encoder_adapters(self, cfg: EncoderAdapterConfig, whisper_dir: str | Path | None = None) -> list[str]:
+        """The Stage-2 encoder adapter of `cfg.method` into every matching encoder linear layer.
+
+        Zipper-Hard/Soft get the LID table e(l) of `cfg.lid_source` (`whisper` reads `whisper_dir`);
+        `cfg.init_b_from` applies the Initial-B warm start.
+        """
+        if not cfg.method:
+            raise ValueError("encoder_adapter.method is not set")
+        kwargs = dict(cfg.method_kwargs, rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
+        if cfg.method in ROUTED_METHODS:
+            kwargs["lid_embeddings"] = lid_embeddings_for_model(
+                cfg.lid_source, self.languages, whisper_dir=whisper_dir, file=cfg.lid_file)
+        names = inject_adapters(self.encoder, cfg.method, cfg.target_modules, self.languages, self.lang_state,
+                                **kwargs)
+        device = next(self.encoder.parameters()).device
+        self.encoder.to(device)
+        if cfg.init_b_from:
+            init_b_from_checkpoint(self.encoder, cfg.init_b_from, router=cfg.init_b_router)
+        self.encoder_adapter_config = cfg
+        return names
+
+    # ----------------------------------------------------------------- trainable parts
+    def _adapter_param_ids(self, module: nn.Module) -> set[int]:
+        return {id(p) for layer in adapter_layers(module).values()
+                for key, p in layer.named_parameters() if not key.startswith("base_layer.")}
+
+    def set_stage(self, stage: int) -> None:
+        """requires_grad per stage. Stage 1: encoder + projector + LLM LoRA; Stage 2: encoder adapter +
+        projector + LLM LoRA. Adapter parameters keep their own flags (FlyLoRA's A stays frozen)."""
+        if stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {stage}")
+        enc_adapter, llm_adapter = self._adapter_param_ids(self.encoder), self._adapter_param_ids(self.llm)
+        if stage == 1 and enc_adapter:
+            raise RuntimeError("Stage 1 has no encoder adapter, but the encoder carries adapter layers")
+        if stage == 2 and not enc_adapter:
+            raise RuntimeError("Stage 2 trains an encoder adapter; insert it first (insert_encoder_adapters)")
+        if not llm_adapter:
+            raise RuntimeError("both stages train the LLM-side LoRA; insert it first (insert_llm_lora)")
+        for name, p in self.encoder.named_parameters():
+            if id(p) not in enc_adapter:
+                # Whisper's positional table is fixed (HF freezes it too)
+                p.requires_grad_(stage == 1 and "embed_positions" not in name)
+        for p in self.llm.parameters():
+            if id(p) not in llm_adapter:
+                p.requires_grad_(False)
+        self.projector.requires_grad_(True)
+
+    def trainable_parameter_count(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
+        return {"encoder": count(self.encoder), "projector": count(self.projector), "llm": count(self.llm)}
+
+    def save_trainable(self, out_dir: str | Path) -> Path:
+        """Write the parts that training changes (never the frozen LLM):
+        projector.safetensors; encoder.safetensors when the encoder itself is trainable (Stage 1);
+        encoder_adapter/ and llm_lora/ adapter checkpoints; speech_llm.json (languages, parts)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        parts = ["projector"]
+        save_file(_cpu_state(self.projector.state_dict()), str(out_dir / PROJECTOR_FILE))
+        enc_adapter = self._adapter_param_ids(self.encoder)
+        if any(p.requires_grad and id(p) not in enc_adapter for p in self.encoder.parameters()):
+            if enc_adapter:
+                raise RuntimeError("the encoder carries adapters and has trainable base weights; use set_stage()")
+            save_file(_cpu_state(self.encoder.whisper.state_dict()), str(out_dir / ENCODER_FILE))
+            parts.append("encoder")
+        if enc_adapter:
+            save_adapters(self.encoder, out_dir / ENCODER_ADAPTER_DIR,
+                          extra_config=_as_json(self.encoder_adapter_config))
+            parts.append("encoder_adapter")
+        if self._adapter_param_ids(self.llm):
+            save_adapters(self.llm, out_dir / LLM_LORA_DIR, extra_config=_as_json(self.llm_lora_config))
+            parts.append("llm_lora")
+        meta = {"languages": self.languages, "parts": parts, "projector": type(self.projector).__name__}
+        (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        logger.info("saved %s to %s", ", ".join(parts), out_dir)
+        return out_dir
+
+    def load_trainable(self, ckpt_dir: str | Path) -> list[str]:
+        """Load what `save_trainable` wrote (each part strictly checked); returns the parts loaded."""
+        ckpt_dir = Path(ckpt_dir)
+        meta_file = ckpt_dir / META_FILE
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{ckpt_dir} is not a SpeechLLM checkpoint (no {META_FILE})")
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if meta["languages"] != self.languages:
+            raise ValueError(f"{ckpt_dir} was trained for languages {meta['languages']}, the model has {self.languages}")
+        _load_strict(self.projector, ckpt_dir / PROJECTOR_FILE)
+        if "encoder" in meta["parts"]:
+            if adapter_layers(self.encoder):
+                raise RuntimeError(
+                    f"{ckpt_dir} holds full encoder weights (Stage 1); load them before inserting encoder adapters "
+                    "(ModelConfig.init_from)")
+            _load_strict(self.encoder.whisper, ckpt_dir / ENCODER_FILE)
+        if "encoder_adapter" in meta["parts"]:
+            load_adapters(self.encoder, ckpt_dir / ENCODER_ADAPTER_DIR)
+        if "llm_lora" in meta["parts"]:
+            load_adapters(self.llm, ckpt_dir / LLM_LORA_DIR)
+        logger.info("loaded %s from %s", ", ".join(meta["parts"]), ckpt_dir)
+        return meta["parts"]
+
+    # ----------------------------------------------------------------- forward
+    def segment_frames(self, segment_frames: int | None = None) -> int | None:
+        """The encoder segment length for this call: an explicit value wins (0 = full context);
+        otherwise by regime: full -> None; chunked -> drawn from the training set per call in training
+        mode, the decoding length in eval mode."""
+        if segment_frames is not None:
+            return segment_frames or None
+        if self.regime == "full":
+            return None
+        return random.choice(self.train_segment_frames) if self.training else self.decode_segment_frames
+
+    def encode(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor,
+               segment_frames: int | None = None) -> tuple[Tensor, Tensor]:
+        """feats (N, n_mels, T), feat_lens (N,), lang_ids (N,) -> speech embeddings (N, ceil(T/8), d_llm), lens (N,)."""
+        with self.lang_state.bound(lang_ids):
+            hidden, lens = self.encoder(feats, feat_lens, self.segment_frames(segment_frames))
+        return self.projector(hidden, lens)
+
+    def forward(self, batch: SpeechBatch, segment_frames: int | None = None) -> SpeechLLMOutput:
+        """Teacher-forced loss over transcript + EOS tokens (mean over those tokens)."""
+        n = batch.feats.shape[0]
+        if len(batch.text_ids) != n or batch.lang_ids.shape[0] != n:
+            raise ValueError(f"batch of {n} utterances has {len(batch.text_ids)} transcripts and "
+                             f"{batch.lang_ids.shape[0]} lang_ids")
+        rows = batch.rows if batch.rows is not None else [[i] for i in range(n)]
+        if sorted(i for row in rows for i in row) != list(range(n)):
+            raise ValueError(f"batch.rows must use every utterance 0..{n - 1} exactly once, got {rows}")
+        speech, speech_lens = self.encode(batch.feats, batch.feat_lens, batch.lang_ids, segment_frames)
+        lang_ids = batch.lang_ids.tolist()
+        speech_lens = speech_lens.tolist()
+
+        # Token ids of each row with a placeholder at speech positions, the speech mask, the target of
+        # each position (IGNORE_INDEX except transcript + EOS), per-sample positions and sample ids.
+        row_ids, row_speech, row_targets, row_pos, row_sample = [], [], [], [], []
+        for row in rows:
+            ids, is_speech, targets, pos, sample = [], [], [], [], []
+            for k, i in enumerate(row):
+                prompt, text = self.prompt_ids[lang_ids[i]], list(batch.text_ids[i]) + [self.eos_id]
+                length = len(prompt) + speech_lens[i] + len(text)
+                ids += prompt + [self.pad_id] * speech_lens[i] + text
+                is_speech += [False] * len(prompt) + [True] * speech_lens[i] + [False] * len(text)
+                targets += [IGNORE_INDEX] * (len(prompt) + speech_lens[i]) + text
+                pos += list(range(length))
+                sample += [k] * length
+            row_ids.append(ids), row_speech.append(is_speech), row_targets.append(targets)
+            row_pos.append(pos), row_sample.append(sample)
+        device = speech.device
+        input_ids = _pad(row_ids, self.pad_id, device)
+        speech_mask = _pad(row_speech, False, device, torch.bool)
+        targets = _pad(row_targets, IGNORE_INDEX, device)
+        position_ids = _pad(row_pos, 0, device)
+        sample_ids = _pad(row_sample, -1, device)
+
+        embed = self.llm.get_input_embeddings()
+        inputs = embed(input_ids)
+        speech_flat = torch.cat([speech[i, :speech_lens[i]] for row in rows for i in row]).to(inputs.dtype)
+        inputs = inputs.masked_scatter(speech_mask[..., None], speech_flat)
+
+        mask = packed_causal_mask(sample_ids, inputs.dtype)
+        hidden = self.llm.get_decoder()(inputs_embeds=inputs, attention_mask=mask, position_ids=position_ids,
+                                        use_cache=False).last_hidden_state
+        # Position t predicts token t+1; the LM head runs only where there is a target (saves the
+        # (rows, length, vocab) logits tensor).
+        shifted = targets[:, 1:]
+        selected = shifted != IGNORE_INDEX
+        logits = self.llm.get_output_embeddings()(hidden[:, :-1][selected]).float()
+        n_tokens = int(selected.sum())
+        loss = nn.functional.cross_entropy(logits, shifted[selected], reduction="sum") / max(n_tokens, 1)
+        return SpeechLLMOutput(loss=loss, n_tokens=n_tokens)
+
+    # ----------------------------------------------------------------- decoding
+    @torch.no_grad()
+    def generate(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor, max_new_tokens: int = 200,
+                 num_beams: int = 1, segment_frames: int | None = None, **generate_kwargs) -> list[str]:
+        """Transcribe a batch: feats (N, n_mels, T), feat_lens (N,), lang_ids (N,) -> N transcripts.
+
+        Greedy (num_beams=1) or beam search through `llm.generate` with a KV cache, on left-padded
+        prompt ⊕ speech embeddings. Only the generated transcript is returned (no prompt, no EOS).
+        segment_frames: None = the model's decoding regime; 0 = full context; n = n-frame segments.
+        """
+        speech, speech_lens = self.encode(feats, feat_lens, lang_ids, segment_frames)
+        embed = self.llm.get_input_embeddings()
+        prefixes = []
+        for i, lang in enumerate(lang_ids.tolist()):
+            prompt = embed(torch.tensor(self.prompt_ids[lang], device=speech.device))
+            prefixes.append(torch.cat([prompt, speech[i, : int(speech_lens[i])].to(prompt.dtype)]))
+        length = max(p.shape[0] for p in prefixes)
+        inputs = prefixes[0].new_zeros(len(prefixes), length, prefixes[0].shape[-1])
+        attention_mask = torch.zeros(len(prefixes), length, dtype=torch.long, device=speech.device)
+        for i, p in enumerate(prefixes):  # left padding: generation continues right after each prefix
+            inputs[i, length - p.shape[0]:] = p
+            attention_mask[i, length - p.shape[0]:] = 1
+        options = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
+                       eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+        options.update(generate_kwargs)
+        out = self.llm.generate(inputs_embeds=inputs, attention_mask=attention_mask, **options)
+        return [self.tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in out]
+
+
+# --------------------------------------------------------------------------- helpers
+def packed_causal_mask(sample_ids: Tensor, dtype: torch.dtype) -> Tensor:
+    """sample_ids (R, L), -1 at padding -> additive mask (R, 1, L, L): position q attends to k <= q of the
+    same sample only (block-diagonal causal). Padding positions attend to themselves, so that no softmax
+    row is empty."""
+    L = sample_ids.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=sample_ids.device).tril()
+    same = (sample_ids[:, :, None] == sample_ids[:, None, :]) & (sample_ids[:, :, None] >= 0)
+    allowed = (same & causal) | torch.eye(L, dtype=torch.bool, device=sample_ids.device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=sample_ids.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def _pad(rows: list[list], value, device, dtype=torch.long) -> Tensor:
+    length = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (length - len(r)) for r in rows], dtype=dtype, device=device)
+
+
+def _cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def _load_strict(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    state = load_file(str(path))
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise KeyError(f"{path} does not fit {type(module).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for key, value in state.items():
+        if own[key].shape != value.shape:
+            raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, the model {tuple(own[key].shape)}")
+    module.load_state_dict(state)
+
+
+def _as_json(cfg) -> dict:
+    from zipasr.config import to_dict
+
+    return to_dict(cfg) if cfg is not None else {}

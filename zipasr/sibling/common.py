@@ -1,0 +1,67 @@
+"""Small pieces the sibling methods share: swapping modules in place, and a plain training loop over a
+chosen set of parameters (for the few tensors these methods train: fusion weights, a student LoRA,
+a new language's banks). Full Stage-1/2 training lives in zipasr.train."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+
+def replace_modules(model: nn.Module, kind: type | tuple[type, ...], build: Callable[[nn.Module], nn.Module]) -> list[str]:
+    """Replace every submodule of type `kind` by build(module), in place; returns their qualified names."""
+    names = [n for n, m in model.named_modules() if isinstance(m, kind) and n]
+    names = [n for n in names if not any(n.startswith(o + ".") for o in names)]  # outermost matches only
+    for name in names:
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, build(getattr(parent, attr)))
+    return names
+
+
+def train_parameters(
+    params: Sequence[nn.Parameter],
+    batches: Iterable,
+    loss_fn: Callable[[object], Tensor],
+    lr: float = 1e-3,
+    steps: int | None = None,
+    weight_decay: float = 0.0,
+    grad_clip: float = 1.0,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[float]:
+    """AdamW on `params` only, one step per batch (at most `steps`); returns every step's loss.
+
+    loss_fn(batch) -> scalar. Non-finite losses are skipped with a warning (their gradients would
+    corrupt the few trained tensors). Gradient norm clipped to `grad_clip` (0: none).
+    """
+    from tqdm import tqdm
+
+    params = list(params)
+    if not params:
+        raise ValueError("nothing to train: the parameter list is empty")
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    losses = []
+    bar = tqdm(batches, total=steps, desc=desc, disable=not progress, dynamic_ncols=True)
+    for step, batch in enumerate(bar):
+        if steps is not None and step >= steps:
+            break
+        loss = loss_fn(batch)
+        if not torch.isfinite(loss):
+            log.warning("%s step %d: non-finite loss %s skipped", desc, step, float(loss.detach()))
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.4g}")
+    bar.close()
+    return losses

@@ -1,0 +1,145 @@
+"""Same-language packing of utterances into LLM rows, and the resumable batch order (paper Sec. V-B).
+
+The paper packs training samples of the SAME language into rows of at most `max_tokens` (2048) tokens,
+counting the speech tokens after the 8x reduction, the transcript tokens and reserved prompt tokens, and
+then batches the rows (16 rows chunked, 10 full context). The model keeps packed samples from attending to
+each other; here we only decide which utterances share a row and which rows form a batch.
+
+Everything is a pure function of (seed, epoch), so the order needs no saved state beyond a position:
+`BatchOrder` walks the micro-batches of epoch after epoch and its `state_dict()` is just
+{"epoch", "index"}. With W processes, every micro-step takes one *global* micro-batch of W x batch_size
+rows and process r trains on rows [r*batch_size, (r+1)*batch_size): one process with batch_size B*W sees
+exactly the rows that W processes with batch_size B see together.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+def pack_rows(lengths: Sequence[int], langs: Sequence[str], max_tokens: int,
+              rng: np.random.Generator) -> list[list[int]]:
+    """Pack utterance indices into rows of one language each, at most `max_tokens` tokens per row.
+
+    Best-fit decreasing per language: utterances in random order (ties between equal lengths are broken
+    by `rng`), longest first, each put into the fullest row it still fits into. Rows come out nearly
+    full, so little padding is needed when rows of a batch are padded to the longest. An utterance
+    longer than `max_tokens` gets a row of its own (callers filter those out beforehand).
+    Returns rows (lists of indices into `lengths`), in a random order.
+    """
+    if len(lengths) != len(langs):
+        raise ValueError(f"{len(lengths)} lengths but {len(langs)} languages")
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for i, lang in enumerate(langs):
+        by_lang[lang].append(i)
+    rows: list[list[int]] = []
+    for lang in sorted(by_lang):
+        order = np.asarray(by_lang[lang])[rng.permutation(len(by_lang[lang]))]
+        order = order[np.argsort([-lengths[i] for i in order], kind="stable")]
+        # free[j] is the room left in open row j; `keys` keeps (free, j) sorted for best-fit lookup.
+        keys: list[tuple[int, int]] = []
+        lang_rows: list[list[int]] = []
+        for i in order.tolist():
+            need = int(lengths[i])
+            pos = bisect.bisect_left(keys, (need, -1))
+            if pos < len(keys):
+                free, j = keys.pop(pos)
+                lang_rows[j].append(i)
+                free -= need
+            else:
+                j = len(lang_rows)
+                lang_rows.append([i])
+                free = max_tokens - need
+            if free > 0:
+                bisect.insort(keys, (free, j))
+        rows += lang_rows
+    return [rows[k] for k in rng.permutation(len(rows)).tolist()]
+
+
+class BatchOrder:
+    """The deterministic, resumable sequence of micro-batches of one process.
+
+    Args:
+        lengths: packed length (tokens) of each utterance; langs: its language.
+        max_tokens: row budget. batch_size: rows per micro-batch per process.
+        world_size, rank: this process's share of each global micro-batch.
+        seed: epoch e packs and shuffles with np.random.default_rng([seed, e]).
+    Global micro-batches that cannot be filled completely (the end of an epoch) are dropped, so that
+    every process runs the same number of steps.
+    """
+
+    def __init__(self, lengths: Sequence[int], langs: Sequence[str], max_tokens: int, batch_size: int,
+                 world_size: int = 1, rank: int = 0, seed: int = 0):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world of size {world_size}")
+        self.lengths = list(lengths)
+        self.langs = list(langs)
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.world_size = world_size
+        self.rank = rank
+        self.seed = seed
+        self.epoch = 0
+        self.index = 0  # next global micro-batch within `epoch`
+        self._cache: tuple[int, list[list[list[int]]]] | None = None
+        if self.batches_per_epoch() == 0:
+            raise ValueError(
+                f"{len(self.lengths)} utterances pack into {len(self.global_batches(0)[1])} rows, fewer than one "
+                f"global batch of {batch_size} x {world_size} rows; lower data.batch_size or add data"
+            )
+
+    def global_batches(self, epoch: int) -> tuple[list[list[int]], list[list[list[int]]]]:
+        """(all rows of `epoch`, its global micro-batches as lists of rows)."""
+        rows = pack_rows(self.lengths, self.langs, self.max_tokens, np.random.default_rng([self.seed, epoch]))
+        n = self.batch_size * self.world_size
+        return rows, [rows[k:k + n] for k in range(0, len(rows) - n + 1, n)]
+
+    def _epoch_batches(self, epoch: int) -> list[list[list[int]]]:
+        if self._cache is None or self._cache[0] != epoch:
+            self._cache = (epoch, self.global_batches(epoch)[1])
+        return self._cache[1]
+
+    def batches_per_epoch(self) -> int:
+        return len(self._epoch_batches(0))
+
+    def local_rows(self, global_batch: list[list[int]]) -> list[list[int]]:
+        return global_batch[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+
+    def peek(self, count: int) -> list[list[list[int]]]:
+        """The next `count` global micro-batches, without moving the position."""
+        out, epoch, index = [], self.epoch, self.index
+        while len(out) < count:
+            batches = self._epoch_batches(epoch)
+            if index >= len(batches):
+                epoch, index = epoch + 1, 0
+                continue
+            out.append(batches[index])
+            index += 1
+        return out
+
+    def next(self) -> list[list[int]]:
+        """The next global micro-batch (rows of utterance indices); moves the position by one."""
+        batches = self._epoch_batches(self.epoch)
+        if self.index >= len(batches):
+            self.epoch, self.index = self.epoch + 1, 0
+            batches = self._epoch_batches(self.epoch)
+        batch = batches[self.index]
+        self.index += 1
+        return batch
+
+    def __iter__(self) -> Iterator[list[list[int]]]:
+        while True:
+            yield self.next()
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"batch order was saved with seed {state['seed']}, this run uses seed {self.seed}")
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
