@@ -52,6 +52,8 @@ def parse_args():
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--alpha", type=float, default=64.0)
     p.add_argument("--languages", type=int, default=13, help="number of languages of the adapters")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall: perf_counter; cpu: this process's CPU time (steadier when other jobs share the CPU)")
     p.add_argument("--stat", choices=["min", "median"], default="min", help="statistic over the rounds")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no_peft", action="store_true", help="skip the peft reference")
@@ -97,10 +99,12 @@ def time_shape(d_in: int, d_out: int, args, languages, state) -> dict[str, float
     lang_ids = torch.arange(args.batch, device=args.device) % len(languages)  # a mixed-language batch
     inference = {"bare", "merged"}
 
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+
     def step(name: str) -> float:
         layer = layers[name]
         sync(args.device)
-        start = time.perf_counter()
+        start = clock()
         with state.bound(lang_ids if name != "merged" else torch.zeros_like(lang_ids)):
             if name in inference:
                 with torch.no_grad():
@@ -109,7 +113,7 @@ def time_shape(d_in: int, d_out: int, args, languages, state) -> dict[str, float
                 xg = x.detach().requires_grad_(True)
                 layer(xg).backward(grad)
         sync(args.device)
-        return time.perf_counter() - start
+        return clock() - start
 
     times = {name: [] for name in layers}
     for round_ in range(args.warmup + args.iters):
@@ -134,7 +138,7 @@ def main():
     }
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
           f"x ({args.batch}, {args.frames}, d_in), r={args.rank}, {len(languages)} languages, "
-          f"{args.stat} of {args.iters} rounds after {args.warmup} warm-up")
+          f"{args.stat} {args.clock} time of {args.iters} rounds after {args.warmup} warm-up")
     results = {name: time_shape(d_in, d_out, args, languages, state) for name, (d_in, d_out) in shapes.items()}
     total = {m: sum(r[m] for r in results.values()) for m in next(iter(results.values()))}
 

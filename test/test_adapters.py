@@ -241,6 +241,7 @@ def test_zipper_hard_uses_binary_mask_and_straight_through_gradient():
     p = _router_p(layer)
     assert ((p > 0.05) & (p < 0.95)).all() and (p >= 0.5).any() and (p < 0.5).any()
     x = torch.randn(2, 4, D)
+    assert set(layer.gate().unique().tolist()) <= {0.0, 1.0}  # exactly binary, not p
     out = run(layer, state, x, [0, 1])
     # The forward is the binary selection, not the soft mixture.
     soft = layer.B_shared @ torch.diag(1 - p[0]) + layer.B_spec[0] @ torch.diag(p[0])
@@ -296,6 +297,8 @@ def test_flylora_balance_bias_moves_toward_underused_ranks_only_in_training():
     torch.testing.assert_close(d, layer.bias_update_rate * torch.sign(counts.mean() - counts))
     assert d[counts.argmin()] > 0 and d[counts.argmax()] < 0
     assert (d[counts < counts.mean()] > 0).all() and (d[counts > counts.mean()] < 0).all()
+    layer.to(torch.bfloat16)  # d stays float32: its small steps would vanish in bf16
+    assert layer.lora_B.dtype == torch.bfloat16 and layer.balance_bias.dtype == torch.float32
 
 
 # ------------------------------------------------------------------ injection
@@ -330,6 +333,15 @@ def test_llm_side_plain_lora_needs_no_language():
     randomize(model)
     model(X).sum().backward()
     assert all(layer.lora_B.grad is not None for layer in adapter_layers(model).values())
+
+
+def test_low_precision_base_keeps_fp32_adapters():
+    base = nn.Linear(D, D).to(torch.bfloat16)
+    layer = ADAPTERS["zipper_soft"](base, LANGS, LangState(LANGS), **method_kwargs("zipper_soft"))
+    assert layer.lora_A.dtype == layer.B_spec.dtype == layer.router.proj.weight.dtype == torch.float32
+    x = torch.randn(2, 3, D, dtype=torch.bfloat16)
+    out = run(layer, layer.lang_state, x, [0, 2])
+    assert out.dtype == torch.bfloat16 and torch.equal(out, base(x))
 
 
 # ------------------------------------------------------------------ bad input

@@ -140,3 +140,14 @@ def test_projector_rate_padding_and_registry(encoder):
             assert torch.all(out[b, out_lens[b]:] == 0)
     with pytest.raises(ValueError, match="gated_conv"):
         build_projector("mlp", 32, 24)
+
+
+def test_loads_encoder_of_a_conditional_generation_checkpoint(tiny_whisper_dir, tmp_path):
+    """Real Whisper releases are WhisperForConditionalGeneration checkpoints (keys `model.encoder.*`)."""
+    from transformers import WhisperForConditionalGeneration
+
+    full = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir)
+    full.save_pretrained(tmp_path)
+    encoder = WhisperSpeechEncoder.from_pretrained(tmp_path)
+    for name, value in full.model.encoder.state_dict().items():
+        assert torch.equal(encoder.whisper.state_dict()[name], value), name

@@ -63,6 +63,15 @@ def test_npz_format(tmp_path):
         load_embeddings_npz(tmp_path / "bad.npz")
 
 
+def test_unique_tags():
+    assert plot_cli.unique_tags(["x/feats.npz"]) == ["feats"]
+    paths = ["e/stage2_vanilla/d/embeddings.npz", "e/stage2_zipper_soft/d/embeddings.npz"]
+    assert plot_cli.unique_tags(paths) == ["stage2_vanilla_d_embeddings",
+                                           "stage2_zipper_soft_d_embeddings"]
+    with pytest.raises(ValueError, match="twice"):
+        plot_cli.unique_tags(["a.npz", "a.npz"])
+
+
 def test_plot_cli_on_fixture_tree(tmp_path):
     emb, langs = clustered()
     np.savez(tmp_path / "stage2_vanilla.npz", embeddings=emb, langs=langs)

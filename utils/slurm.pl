@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use File::Basename qw(dirname basename);
 use File::Path qw(make_path);
+use Cwd qw(getcwd);
 
 my %opt = (mem => '', gpu => 0, 'num-threads' => 1, time => '', partition => '', 'max-jobs-run' => 0,
            'sbatch-opts' => '');
@@ -49,7 +50,7 @@ make_path($qdir) unless -d $qdir;
 $base = basename($logfile) if $var eq '';
 my $script = "$qdir/$base.sh";
 open(my $fh, '>', $script) or die "slurm.pl: cannot write $script: $!\n";
-print $fh "#!/usr/bin/env bash\ncd " . quote($ENV{PWD} // '.') . "\n";
+print $fh "#!/usr/bin/env bash\ncd " . quote(getcwd()) . "\n";
 print $fh "task=\${SLURM_ARRAY_TASK_ID:-$first}\ncase \$task in\n";
 for my $n ($first .. $last) {
   my $log = subst($logfile, $n);

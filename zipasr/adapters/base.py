@@ -193,7 +193,8 @@ class AdapterLayer(nn.Module):
         x_a = self.dropout(x).to(self.lora_A.dtype)  # every method has a down projection lora_A
         flat = x_a.reshape(x_a.shape[0], -1, x_a.shape[-1])  # (B, N, d_in)
         delta = self.adapter_forward(flat)  # (B, N, d_out), already scaled by α/r
-        return out + delta.reshape(*out.shape).to(out.dtype)
+        # In place: W0's output is not needed by its own backward, so this saves a (B, T, d_out) tensor.
+        return out.add_(delta.reshape(out.shape).to(out.dtype))
 
     def adapter_forward(self, x: Tensor) -> Tensor:
         """ΔW(l_b) x for every sample b: x (B, N, d_in) -> (B, N, d_out), scaled by α/r."""

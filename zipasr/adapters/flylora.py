@@ -57,6 +57,14 @@ class FlyLoRA(AdapterLayer):
         self.lora_B = nn.Parameter(self.new_weight(self.out_features, rank).zero_())
         self.register_buffer("balance_bias", self.new_weight(rank).zero_())
 
+    def _apply(self, fn, recurse=True):
+        # Keep d in float32 when the model is cast to bf16/fp16 (DeepSpeed bf16 does that): its
+        # u = 1e-3 steps would vanish next to |d| ~ 1 at bf16's 8-bit mantissa.
+        super()._apply(fn, recurse)
+        if self.balance_bias.is_floating_point() and self.balance_bias.dtype != torch.float32:
+            self.balance_bias = self.balance_bias.float()
+        return self
+
     @staticmethod
     def _sparse_random_a(rank: int, d_in: int, k: int, seed: int | None) -> Tensor:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None

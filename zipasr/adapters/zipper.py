@@ -100,8 +100,7 @@ class _RoutedZipper(_Zipper):
             )
         self.B_shared = nn.Parameter(self.new_weight(self.out_features, rank).zero_())  # (d_out, r)
         self.B_spec = self._spec_bank(rank)  # (L, d_out, r)
-        self.router = LanguageRouter(lid_embeddings.to(self.lora_A.device), rank)
-        self.router.to(self.lora_A.dtype)
+        self.router = LanguageRouter(lid_embeddings, rank).to(device=self.lora_A.device, dtype=self.lora_A.dtype)
 
     def gate(self) -> Tensor:
         """(L, r): the rank-wise share of the language-specific bank for every language."""
@@ -140,7 +139,7 @@ class ZipperHard(_RoutedZipper):
     def gate(self) -> Tensor:
         p = self.router()  # (L, r), Eq. (18)
         s = (p >= self.tau).to(p.dtype)  # Eq. (12)
-        return s + p - p.detach()  # value s, gradient d/dp = 1 (straight-through)
+        return s + (p - p.detach())  # value exactly s (the bracket is 0), gradient d/dp = 1: straight-through
 
 
 class ZipperSoft(_RoutedZipper):

@@ -23,6 +23,9 @@ logger = logging.getLogger("zipasr.decode")
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None,
+                   help="YAML whose keys are option names (e.g. conf/decode.yaml: beam, batch_size, ...); "
+                        "options given on the command line win")
     p.add_argument("--exp_dir", required=True, help="experiment dir (config.yaml + final/) or export dir")
     p.add_argument("--data_dir", required=True, help="Kaldi data dir with utt2lang (feats.scp or wav.scp)")
     p.add_argument("--out_dir", required=True, help="output directory for text (and embeddings.npz)")
@@ -122,8 +125,24 @@ def decode(args: argparse.Namespace) -> dict:
     return stats
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line, with defaults from --config (unknown keys there are an error)."""
+    import yaml
+
+    parser = get_parser()
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        data = yaml.safe_load(Path(pre.config).read_text(encoding="utf-8")) or {}
+        known = {a.dest for a in parser._actions} - {"help", "config"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            parser.error(f"{pre.config}: unknown option(s) {unknown}; known: {sorted(known)}")
+        parser.set_defaults(**data)
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         decode(args)

@@ -34,14 +34,18 @@ def main(argv=None) -> int:
     parser.add_argument("--cmd", default="", help="job runner, e.g. 'utils/run.pl' or 'utils/slurm.pl --mem 4G'")
     parser.add_argument("--job", type=int, help="run only split JOB (1-based); used by the job runner")
     parser.add_argument("--skip_bad", action="store_true",
-                        help="skip utterances whose audio cannot be read (listed in <feat_dir>/bad.*) instead of failing")
+                        help="skip utterances whose audio cannot be read (listed in <feat_dir>/bad.*) "
+                             "instead of failing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [dump_feats] %(message)s")
     log = logging.getLogger("dump_feats")
     import torch
 
     torch.set_num_threads(1)  # one core per job; parallelism comes from --nj
-    extractor = FeatureExtractor.from_encoder_dir(args.encoder_dir) if args.encoder_dir else FeatureExtractor(args.n_mels)
+    if args.encoder_dir:
+        extractor = FeatureExtractor.from_encoder_dir(args.encoder_dir)
+    else:
+        extractor = FeatureExtractor(args.n_mels)
     spec = {"encoder_dir": args.encoder_dir} if args.encoder_dir else {"n_mels": args.n_mels}
     try:
         if args.job is not None:

@@ -9,8 +9,10 @@ Stage-2 methods (the Stage-1 row is in the tables only):
                          methods lacking a column are left out of the radar;
   relative_<regime>.png  relative change against --baseline per column (Fig. 6); a missing
                          result leaves a gap.
-Per --tsne file: tsne_<file stem>.png, t-SNE of utterance-level encoder outputs coloured by
-language (Fig. 8). The .npz holds `embeddings` (N, d) float and `langs` (N,) str.
+Per --tsne file: tsne_<tag>.png, t-SNE of utterance-level encoder outputs coloured by language
+(Fig. 8); <tag> is the file name without .npz, with as many parent directories as it takes to
+tell the files apart. The .npz holds `embeddings` (N, d) float and `langs` (N,) str, as
+`zipasr.bin.decode --dump_embeddings` writes (other keys are ignored).
 """
 from __future__ import annotations
 
@@ -82,6 +84,18 @@ def plot_results(exp_dirs: list[str], out_dir: Path, baseline: str | None) -> li
     return written
 
 
+def unique_tags(paths: list[str]) -> list[str]:
+    """Shortest path tails (without suffix, joined by "_") that tell the files apart:
+    [a/stage2_vanilla/d/embeddings.npz, a/stage2_zipper_soft/d/embeddings.npz] ->
+    [stage2_vanilla_d_embeddings, stage2_zipper_soft_d_embeddings]."""
+    parts = [Path(p).with_suffix("").parts for p in paths]
+    for k in range(1, max(len(x) for x in parts) + 1):
+        tags = ["_".join(x[-k:]) for x in parts]
+        if len(set(tags)) == len(tags):
+            return tags
+    raise ValueError(f"the same --tsne file is given twice: {paths}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -92,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.results:
             plot_results(args.results, out_dir, args.baseline)
-        for npz in args.tsne:
+        for npz, tag in zip(args.tsne, unique_tags(args.tsne)):
             emb, langs = load_embeddings_npz(npz)
-            plot_tsne(emb, langs, out_dir / f"tsne_{Path(npz).stem}.png",
-                      f"t-SNE of encoder outputs: {Path(npz).stem}", seed=args.seed)
+            plot_tsne(emb, langs, out_dir / f"tsne_{tag}.png",
+                      f"t-SNE of encoder outputs: {'/'.join(Path(npz).parts[-3:])}", seed=args.seed)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"plot: {err}") from None
     return 0

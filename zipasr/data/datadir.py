@@ -25,7 +25,7 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from zipasr.languages import LANGUAGES
 
@@ -180,14 +180,14 @@ class DataDir:
         `bad_utts` (for fix_data_dir) instead of raising; a missing required file is always an error."""
         path = Path(path)
         if not path.is_dir():
-            raise DataDirError(path, [f"not a directory"])
+            raise DataDirError(path, ["not a directory"])
         missing = [name for name in ("wav.scp", "text", "utt2spk") if not (path / name).is_file()]
         if missing:
             raise DataDirError(path, [f"{name}: missing" for name in missing])
         problems: list[str] | None = None if strict else []
         bad: set[str] = set()
 
-        def read(name, required=True):
+        def read(name):
             if not (path / name).is_file():
                 return None
             return read_kaldi_map(path / name, problems, bad)

@@ -62,6 +62,7 @@ class EncoderPretrainConfig:
     seed: int = 0
     threads: int = 2
     log_interval: int = 50
+    eval_interval: int = 0  # dev CER every N steps (0: only at the end)
     eval_max_utts_per_lang: int = 100
 
 
@@ -301,6 +302,9 @@ def pretrain_encoder(cfg: EncoderPretrainConfig, train_dirs: list[str | Path], d
             logger.info("step %d/%d  ctc loss %.3f  lr %.2e  %.0f s", step, cfg.steps, running / n_running, lr, elapsed)
             log_rows.append(f"{step}\t{running / n_running:.4f}\t{lr:.3e}\t{elapsed:.1f}")
             running, n_running = 0.0, 0
+        if cfg.eval_interval and step % cfg.eval_interval == 0 and step < cfg.steps:
+            cer = evaluate_cer(model, vocab, dev, cfg, cfg.batch_frames)
+            logger.info("step %d dev greedy-CTC CER (%%): %s", step, "  ".join(f"{k} {v:.1f}" for k, v in cer.items()))
 
     cer = evaluate_cer(model, vocab, dev, cfg, cfg.batch_frames)
     logger.info("dev greedy-CTC CER (%%): %s", "  ".join(f"{k} {v:.1f}" for k, v in cer.items()))

@@ -185,7 +185,7 @@ def plan_corpus(cfg: CorpusConfig, audio_dir: str | Path) -> tuple[dict[str, lis
 class Espeak:
     """espeak-ng's C library in synchronous mode: text -> int16 samples at `self.sample_rate`.
 
-    The library keeps global state, so use one instance per process.
+    The library keeps global state, so use one instance per process (see synthesize_corpus).
     """
 
     _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -231,16 +231,10 @@ class Espeak:
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
 
 
-_worker_espeak: Espeak | None = None
-
-
 def _synth_batch(args: tuple[list[Utterance], int]) -> list[tuple[str, int]]:
-    """Synthesise and write utterances; returns (utt_id, n_samples at sample_rate) for each."""
-    global _worker_espeak
+    """Synthesise and write utterances in a fresh worker process; returns (utt_id, n_samples) each."""
     utts, sample_rate = args
-    if _worker_espeak is None:
-        _worker_espeak = Espeak()
-    engine = _worker_espeak
+    engine = Espeak()
     ratio = Fraction(sample_rate, engine.sample_rate)
     out = []
     for u in utts:
@@ -293,21 +287,21 @@ def synthesize_corpus(cfg: CorpusConfig, audio_dir: str | Path, data_dir: str | 
     dirs, lm_text = plan_corpus(cfg, audio_dir)
     for s in cfg.sets:
         (audio_dir / s.name).mkdir(parents=True, exist_ok=True)
-    all_utts = [u for name in sorted(dirs) for u in dirs[name]]
-    batches = [(all_utts[i:i + batch_size], cfg.sample_rate) for i in range(0, len(all_utts), batch_size)]
-    logger.info("synthesising %d utterances in %d data dirs with %d process(es)", len(all_utts), len(dirs), nj)
+    # espeak-ng keeps internal state from one synthesis to the next (the same text synthesised twice
+    # in one process differs by a few samples), so every batch runs in a fresh process
+    # (maxtasksperchild=1): a batch's audio then depends only on its own utterances, whatever the
+    # number of processes. Batches never cross data dirs, so a test set's audio does not depend on
+    # the training budgets.
+    batches = [(utts[i:i + batch_size], cfg.sample_rate)
+               for name in sorted(dirs) for utts in [dirs[name]] for i in range(0, len(utts), batch_size)]
+    n_utts = sum(len(utts) for utts in dirs.values())
+    logger.info("synthesising %d utterances in %d data dirs with %d process(es)", n_utts, len(dirs), nj)
     n_samples: dict[str, int] = {}
-    with tqdm(total=len(all_utts), desc="espeak-ng", unit="utt") as bar:
-        if nj <= 1:
-            results = map(_synth_batch, batches)
-            for res in results:
-                n_samples.update(res)
-                bar.update(len(res))
-        else:
-            with multiprocessing.get_context("fork").Pool(nj) as pool:
-                for res in pool.imap_unordered(_synth_batch, batches):
-                    n_samples.update(res)
-                    bar.update(len(res))
+    with tqdm(total=n_utts, desc="espeak-ng", unit="utt") as bar, \
+            multiprocessing.get_context("fork").Pool(max(1, nj), maxtasksperchild=1) as pool:
+        for res in pool.imap_unordered(_synth_batch, batches):
+            n_samples.update(res)
+            bar.update(len(res))
     for name, utts in dirs.items():
         write_data_dir(data_dir / name, utts, n_samples, cfg.sample_rate)
         hours = sum(n_samples[u.utt_id] for u in utts) / cfg.sample_rate / 3600

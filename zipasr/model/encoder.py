@@ -114,13 +114,13 @@ class WhisperSpeechEncoder(nn.Module):
         feat_lens = feat_lens.to(feats.device)
         if segment_frames:
             return self._forward_segments(feats, feat_lens, int(segment_frames))
-        too_long = int(feat_lens.max()) if feat_lens.numel() else 0
-        if too_long > self.max_frames:
+        longest = int(feat_lens.max()) if feat_lens.numel() else 0
+        if longest > self.max_frames:
             raise ValueError(
-                f"an utterance of {too_long} mel frames exceeds the encoder's {self.max_frames}-frame window; "
+                f"an utterance of {longest} mel frames exceeds the encoder's {self.max_frames}-frame window; "
                 "use the segment-wise regime (segment_frames) for long inputs"
             )
-        return self._encode(feats[:, :, : too_long], feat_lens)
+        return self._encode(feats[:, :, :longest], feat_lens)
 
     def _encode(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
         """Full-context encoding of a padded batch: (B, n_mels, T) -> (B, ceil(T/2), d), lens."""

@@ -85,6 +85,7 @@ def _decoder_embedding_rows(whisper_dir: Path, ids: list[int]) -> Tensor:
 def whisper_lid_embeddings(whisper_dir: str | Path, languages: Sequence[str]) -> Tensor:
     """(L, d_model): decoder token embeddings of the language tokens of a Whisper checkpoint."""
     ids = whisper_language_token_ids(whisper_dir, languages)
+    logger.info("LID embeddings: decoder token embedding rows %s of %s for %s", ids, whisper_dir, list(languages))
     return _decoder_embedding_rows(Path(whisper_dir), ids)
 
 
@@ -129,10 +130,11 @@ def acoustic_lid_embeddings(
     empty = [code for code, n in zip(languages, counts.tolist()) if n == 0]
     if empty:
         raise ValueError(f"no utterances for languages {empty}; acoustic LID embeddings need at least one each")
+    logger.info("acoustic LID embeddings from %s utterances per language %s", counts.tolist(), languages)
     return (sums / counts[:, None]).float()
 
 
-def datadir_items(data_dir: str | Path, languages: Sequence[str], n_mels: int,
+def datadir_items(data_dir: str | Path, languages: Sequence[str],
                   max_per_language: int | None = None) -> tuple[list[tuple[str, str]], object]:
     """(utt, lang) pairs of a data dir (utt2lang), at most `max_per_language` each, and the loaded DataDir."""
     from zipasr.data.datadir import DataDir

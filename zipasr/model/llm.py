@@ -24,6 +24,8 @@ LLM_LORA_TARGETS: dict[str, list[str]] = {
     "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
 
 def load_llm(llm_dir: str | Path, dtype: torch.dtype | None = None,
              attn_implementation: str | None = None) -> tuple[nn.Module, "PreTrainedTokenizerBase"]:
@@ -34,6 +36,8 @@ def load_llm(llm_dir: str | Path, dtype: torch.dtype | None = None,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     llm_dir = check_checkpoint_dir(llm_dir, "LLM")
+    if not any((llm_dir / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(f"LLM checkpoint directory {llm_dir} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
     tokenizer = AutoTokenizer.from_pretrained(str(llm_dir), local_files_only=True)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"the tokenizer in {llm_dir} has no EOS token; transcripts need one to end")

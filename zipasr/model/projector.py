@@ -10,7 +10,6 @@ Projectors are chosen by name from `PROJECTORS`; each takes (d_enc, d_llm, hidde
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from zipasr.model.encoder import lengths_to_mask

@@ -192,7 +192,8 @@ class SpeechLLM(nn.Module):
                                                        gradient_checkpointing=cfg.gradient_checkpointing)
         llm, tokenizer = load_llm(cfg.llm_dir, dtype=dtype)
         if cfg.gradient_checkpointing:
-            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # non-reentrant: the frozen LLM's inputs need no requires_grad for the LoRA gradients to flow
+            llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         projector = build_projector(cfg.projector, encoder.output_dim, llm.get_input_embeddings().embedding_dim,
                                     cfg.projector_hidden)
         model = cls(encoder, projector, llm, tokenizer, cfg.languages, regime=cfg.regime,
@@ -228,8 +229,8 @@ class SpeechLLM(nn.Module):
                 cfg.lid_source, self.languages, whisper_dir=whisper_dir, file=cfg.lid_file)
         names = inject_adapters(self.encoder, cfg.method, cfg.target_modules, self.languages, self.lang_state,
                                 **kwargs)
-        device = next(self.encoder.parameters()).device
-        self.encoder.to(device)
+        # new adapter tensors follow the encoder if it was moved to a device before the insertion
+        self.encoder.to(next(self.encoder.parameters()).device)
         if cfg.init_b_from:
             init_b_from_checkpoint(self.encoder, cfg.init_b_from, router=cfg.init_b_router)
         self.encoder_adapter_config = cfg
@@ -300,13 +301,13 @@ class SpeechLLM(nn.Module):
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta["languages"] != self.languages:
             raise ValueError(f"{ckpt_dir} was trained for languages {meta['languages']}, the model has {self.languages}")
-        _load_strict(self.projector, ckpt_dir / PROJECTOR_FILE)
+        load_module_weights(self.projector, ckpt_dir / PROJECTOR_FILE)
         if "encoder" in meta["parts"]:
             if adapter_layers(self.encoder):
                 raise RuntimeError(
                     f"{ckpt_dir} holds full encoder weights (Stage 1); load them before inserting encoder adapters "
                     "(ModelConfig.init_from)")
-            _load_strict(self.encoder.whisper, ckpt_dir / ENCODER_FILE)
+            load_module_weights(self.encoder.whisper, ckpt_dir / ENCODER_FILE)
         if "encoder_adapter" in meta["parts"]:
             load_adapters(self.encoder, ckpt_dir / ENCODER_ADAPTER_DIR)
         if "llm_lora" in meta["parts"]:
@@ -331,6 +332,13 @@ class SpeechLLM(nn.Module):
         with self.lang_state.bound(lang_ids):
             hidden, lens = self.encoder(feats, feat_lens, self.segment_frames(segment_frames))
         return self.projector(hidden, lens)
+
+    @torch.no_grad()
+    def utterance_embeddings(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor,
+                             segment_frames: int | None = None) -> Tensor:
+        """Mean-pooled encoder outputs (N, d_enc), encoder adapters routed by `lang_ids` (t-SNE, Fig. 8)."""
+        with self.lang_state.bound(lang_ids):
+            return self.encoder.utterance_embeddings(feats, feat_lens, self.segment_frames(segment_frames))
 
     def forward(self, batch: SpeechBatch, segment_frames: int | None = None) -> SpeechLLMOutput:
         """Teacher-forced loss over transcript + EOS tokens (mean over those tokens)."""
@@ -435,7 +443,9 @@ def _cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def _load_strict(module: nn.Module, path: Path) -> None:
+def load_module_weights(module: nn.Module, path: str | Path) -> None:
+    """Load a safetensors state dict into `module`; every missing/unexpected key or shape is an error."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     state = load_file(str(path))

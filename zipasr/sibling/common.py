@@ -65,3 +65,57 @@ def train_parameters(
         bar.set_postfix(loss=f"{losses[-1]:.4g}")
     bar.close()
     return losses
+
+
+def utterance_batches(dataset, batch_size: int, steps: int, seed: int = 0, languages: Sequence[str] | None = None):
+    """`steps` SpeechBatches of `batch_size` utterances (one per LLM row) drawn from a zipasr.train
+    SpeechDataset in shuffled epochs; `languages` restricts the utterances to those languages."""
+    import random
+
+    pool = [i for i, u in enumerate(dataset.utterances) if languages is None or u.lang in languages]
+    if not pool:
+        raise ValueError(f"{dataset.data_dir}: no utterances of languages {list(languages or [])}")
+    rng = random.Random(seed)
+    order: list[int] = []
+    for _ in range(steps):
+        if len(order) < batch_size:
+            fresh = list(pool)
+            rng.shuffle(fresh)
+            order += fresh
+        chunk, order = order[:batch_size], order[batch_size:]
+        yield dataset.collate([[i] for i in chunk])
+
+
+def load_train_data(model, cfg, data_dir: str):
+    """A SpeechDataset of `data_dir` for `model` (its languages, tokenizer and feature settings)."""
+    from zipasr.train.trainer import load_dataset
+
+    return load_dataset(cfg, model, data_dir)
+
+
+def write_experiment(model, cfg, exp_dir, encoder_adapter: dict, info: dict, languages: list[str] | None = None):
+    """Save `model` as an experiment dir that zipasr.train.inference.load_model (and so decode, export)
+    reads: EXP/config.yaml (a copy of `cfg` with `encoder_adapter` fields replaced, and `languages`)
+    + EXP/final (SpeechLLM.save_trainable) + EXP/sibling.json (`info`: how it was made)."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from zipasr.config import save_config
+
+    exp_dir = Path(exp_dir)
+    cfg = copy.deepcopy(cfg)
+    for key, value in encoder_adapter.items():
+        if not hasattr(cfg.model.encoder_adapter, key):
+            raise KeyError(f"model.encoder_adapter has no field {key!r}")
+        setattr(cfg.model.encoder_adapter, key, value)
+    if languages is not None:
+        cfg.model.languages = list(languages)
+    cfg.train.stage = 2
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, exp_dir / "config.yaml")
+    model.set_stage(2)
+    model.save_trainable(exp_dir / "final")
+    (exp_dir / "sibling.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    log.info("wrote experiment %s", exp_dir)
+    return exp_dir

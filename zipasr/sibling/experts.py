@@ -195,9 +195,9 @@ class TeacherStudent(nn.Module):
         return y_teacher
 
 
-def student_init(teacher: AdapterLayer, rank: int, alpha: float) -> tuple[Tensor, Tensor]:
+def student_init(teacher: AdapterLayer, rank: int, alpha: float) -> tuple[Tensor, Tensor] | None:
     """Student LoRA factors (A (r, d_in), B (d_out, r)) from the truncated SVD of the experts' mean
-    update, mean_l ΔW_l: the best rank-r start before any data is seen."""
+    update, mean_l ΔW_l: the best rank-r start before any data is seen (None when every expert is zero)."""
     from zipasr.sibling.lors import delta_to_lora
 
     with torch.no_grad():
@@ -221,7 +221,9 @@ def attach_students(model: nn.Module, rank: int = 32, alpha: float = 64.0, init:
 
     def build(teacher: AdapterLayer) -> TeacherStudent:
         teacher.requires_grad_(False)
-        student = VanillaLoRA(teacher.base_layer, (), None, rank=rank, alpha=alpha)
+        # Vanilla ignores the language; it carries the model's list so that its checkpoint matches the
+        # "vanilla" layers an experiment config rebuilds.
+        student = VanillaLoRA(teacher.base_layer, teacher.languages, teacher.lang_state, rank=rank, alpha=alpha)
         student.target_modules = teacher.target_modules
         factors = student_init(teacher, rank, alpha) if init == "svd_mean" else None
         if factors is not None:

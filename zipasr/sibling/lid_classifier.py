@@ -286,7 +286,8 @@ def predict_languages(model: nn.Module, feats: Tensor, feat_lens: Tensor,
 
     feats (B, n_mels, T), feat_lens (B,). detector: default `model.language_detector` (attach one with
     `model.language_detector = load_language_detector(...)`). segment_frames: the encoder regime of
-    the LID classifier's pass (None = the model's decoding regime).
+    the LID classifier's pass, as SpeechLLM.generate takes it (None = the model's decoding regime,
+    0 = full context, n = n-frame segments).
     """
     detector = detector if detector is not None else getattr(model, "language_detector", None)
     if detector is None:
@@ -296,9 +297,9 @@ def predict_languages(model: nn.Module, feats: Tensor, feat_lens: Tensor,
         )
     if list(detector.languages) != list(model.languages):
         raise ValueError(f"detector languages {detector.languages} differ from the model's {model.languages}")
-    if segment_frames is None and hasattr(model, "segment_frames") and not model.training:
-        segment_frames = model.segment_frames(None)
-    return detector.posteriors(model, feats, feat_lens, segment_frames).argmax(-1).to(feats.device)
+    if segment_frames is None and hasattr(model, "segment_frames"):
+        segment_frames = model.segment_frames(None) if not model.training else model.decode_segment_frames
+    return detector.posteriors(model, feats, feat_lens, segment_frames or None).argmax(-1).to(feats.device)
 
 
 def lid_report(predicted: Mapping[str, str], reference: Mapping[str, str]) -> tuple[str, dict]:

@@ -231,3 +231,46 @@ def delta_to_lora(delta: torch.Tensor, rank: int | None, alpha: float) -> tuple[
     a = root[:, None] * vh[:r]
     b = u[:, :r] * root[None, :]
     return a, b, r
+
+
+def lors_merge_encoder(model: nn.Module, cfg: LorsConfig) -> dict:
+    """Replace the per-language encoder adapters of a SpeechLLM by one Vanilla-LoRA holding the LoRS
+    merge of their task vectors, in place. Returns {"rank", "alpha", "layers": {name: stats}}.
+
+    Every layer gets the same rank (a checkpoint has one): cfg.out_rank, or the largest numerical
+    rank of the merged updates (exact; layers of lower rank get zero columns).
+    """
+    from zipasr.adapters import inject_adapters
+    from zipasr.adapters.base import AdapterLayer
+    from zipasr.sibling.common import replace_modules
+
+    taus = adapter_task_vectors(model.encoder)
+    first = next(m for m in model.encoder.modules() if isinstance(m, AdapterLayer))
+    alpha = cfg.out_alpha if cfg.out_alpha is not None else first.alpha
+    targets = first.target_modules
+    merged, stats = {}, {}
+    for name, per_lang in taus.items():
+        delta = lors_merge(per_lang, cfg.rank_ratio, cfg.sparsity, cfg.scale)
+        merged[name] = delta
+        s = torch.linalg.svdvals(delta)
+        stats[name] = {"rank": numerical_rank(s, tuple(delta.shape)),
+                       "norm_ratio": float(delta.norm() / max(float(sum(t.norm() for t in per_lang.values())), 1e-30))}
+    rank = cfg.out_rank or max(1, max(st["rank"] for st in stats.values()))
+    replace_modules(model.encoder, AdapterLayer, lambda layer: layer.base_layer)
+    names = inject_adapters(model.encoder, "vanilla", targets, model.languages, model.lang_state, rank=rank, alpha=alpha)
+    missing = sorted(set(merged) - set(names))
+    if missing:
+        raise RuntimeError(f"target modules {targets} did not re-wrap the merged layers {missing[:5]}")
+    with torch.no_grad():
+        for name in names:
+            layer = model.encoder.get_submodule(name)
+            a, b, r = delta_to_lora(merged[name], rank, alpha)
+            layer.lora_A.zero_()
+            layer.lora_B.zero_()
+            layer.lora_A[:r].copy_(a)
+            layer.lora_B[:, :r].copy_(b)
+            stats[name]["max_error"] = float((layer.delta_weight() - merged[name]).abs().max())
+    worst = max(st["max_error"] for st in stats.values())
+    log.info("LoRS merge of %d layers (%d languages): Vanilla-LoRA rank %d, alpha %g; largest factorisation "
+             "error %.3g", len(names), len(model.languages), rank, alpha, worst)
+    return {"rank": rank, "alpha": alpha, "layers": stats}

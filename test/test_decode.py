@@ -1,0 +1,94 @@
+"""Decoding: batched = one at a time, KV-cache greedy = step-by-step argmax, the CLI's outputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from test_train_helpers import trained_experiments
+from zipasr.data.datadir import read_kaldi_map
+from zipasr.train.dataset import SpeechDataset
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_whisper_dir, tiny_llm_dir):
+    return trained_experiments(tmp_path_factory.mktemp("runs"), tiny_whisper_dir, tiny_llm_dir)
+
+
+@pytest.fixture(scope="module")
+def model_and_data(runs):
+    from zipasr.train.inference import load_model
+
+    model, _ = load_model(runs["stage2"])
+    data = SpeechDataset(runs["data"], model.languages, None, cache=True)
+    return model, data
+
+
+def _generate(model, data, indices, **kwargs):
+    batch = data.collate([[i] for i in indices])
+    return model.generate(batch.feats, batch.feat_lens, batch.lang_ids, **kwargs)
+
+
+def test_batched_equals_one_at_a_time(model_and_data):
+    model, data = model_and_data
+    indices = list(range(0, len(data), 2))  # mixed languages and lengths
+    for segment in (0, None):  # full context, then the model's chunked decoding regime
+        batched = _generate(model, data, indices, max_new_tokens=8, segment_frames=segment)
+        single = [_generate(model, data, [i], max_new_tokens=8, segment_frames=segment)[0] for i in indices]
+        assert batched == single
+        assert any(batched)
+
+
+def test_kv_cache_greedy_equals_stepwise_argmax_and_beam_runs(model_and_data):
+    model, data = model_and_data
+    i = 3
+    batch = data.collate([[i]])
+    with torch.no_grad():
+        speech, lens = model.encode(batch.feats, batch.feat_lens, batch.lang_ids)
+        embed = model.llm.get_input_embeddings()
+        prefix = torch.cat([embed(torch.tensor(model.prompt_ids[int(batch.lang_ids[0])])), speech[0, :int(lens[0])]])
+        tokens = []
+        for _ in range(8):
+            inputs = torch.cat([prefix, embed(torch.tensor(tokens, dtype=torch.long))])[None]
+            next_id = int(model.llm(inputs_embeds=inputs).logits[0, -1].argmax())
+            if next_id == model.eos_id:
+                break
+            tokens.append(next_id)
+    expected = model.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    assert _generate(model, data, [i], max_new_tokens=8, num_beams=1) == [expected]
+    beams = _generate(model, data, [i, i + 1], max_new_tokens=8, num_beams=3)
+    assert len(beams) == 2 and all(isinstance(t, str) for t in beams)
+
+
+def test_decode_cli_writes_sorted_text_and_embeddings(runs, tmp_path):
+    from zipasr.bin.decode import main
+
+    out = tmp_path / "decode"
+    conf = tmp_path / "decode.yaml"
+    conf.write_text("beam: 1\nbatch_size: 5\nmax_new_tokens: 6\n")
+    assert main(["--config", str(conf), "--exp_dir", str(runs["stage2"]), "--data_dir", str(runs["data"]),
+                 "--out_dir", str(out), "--dump_embeddings", "--threads", "1"]) == 0
+    lines = (out / "text").read_text(encoding="utf-8").splitlines()
+    utts = [line.split(maxsplit=1)[0] for line in lines]
+    ref = read_kaldi_map(runs["data"] / "text")
+    assert utts == sorted(ref)
+    emb = np.load(out / "embeddings.npz")
+    assert emb["embeddings"].shape == (len(ref), 32)
+    assert list(emb["utts"]) == sorted(ref)
+    utt2lang = read_kaldi_map(runs["data"] / "utt2lang")
+    assert list(emb["langs"]) == [utt2lang[u] for u in sorted(ref)]
+    assert "utt/s" in (out / "decode.log").read_text()
+    # same hypotheses with a different batch size and the full-context regime runs too
+    out2 = tmp_path / "decode2"
+    assert main(["--exp_dir", str(runs["stage2"]), "--data_dir", str(runs["data"]), "--out_dir", str(out2),
+                 "--batch_size", "3", "--max_new_tokens", "6"]) == 0
+    assert (out2 / "text").read_text(encoding="utf-8") == (out / "text").read_text(encoding="utf-8")
+
+
+def test_decode_config_with_unknown_key_is_an_error(tmp_path):
+    from zipasr.bin.decode import main
+
+    conf = tmp_path / "decode.yaml"
+    conf.write_text("beams: 4\n")
+    with pytest.raises(SystemExit):
+        main(["--config", str(conf), "--exp_dir", "x", "--data_dir", "y", "--out_dir", "z"])

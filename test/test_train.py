@@ -1,0 +1,153 @@
+"""Training: config errors, packing, DeepSpeed ZeRO-2 with 1 and 2 processes on the CPU, resume after SIGKILL."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from test_train_helpers import (REPO, logged_losses, run_env, run_training, stage1_config, train_command,
+                                trained_experiments, write_config)
+from zipasr.config import ConfigError
+from zipasr.train.checkpoint import WEIGHTS, list_checkpoints, load_trainable_state, load_weights
+from zipasr.train.config import load_experiment_config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_whisper_dir, tiny_llm_dir):
+    return trained_experiments(tmp_path_factory.mktemp("runs"), tiny_whisper_dir, tiny_llm_dir)
+
+
+# --------------------------------------------------------------------------- config
+def test_unknown_or_mistyped_config_key_is_an_error(tmp_path, capsys):
+    from zipasr.bin.train import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lrr: 0.1\n")
+    assert main(["--config", str(bad), "--exp_dir", str(tmp_path / "exp")]) == 2
+    assert "optim.lrr" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        load_experiment_config(None, ["train.max_steps=ten"])
+    with pytest.raises(ConfigError, match="encoder_adapter.method"):
+        load_experiment_config(None, ["train.stage=2"])
+    with pytest.raises(ConfigError, match="model.encoder_adaptor"):
+        load_experiment_config(None, ["model.encoder_adaptor.rank=4"])
+    assert not (tmp_path / "exp").exists()
+
+
+def test_recipe_configs_load():
+    confs = sorted((REPO / "egs" / "TEMPLATE" / "asr1" / "conf").glob("train_*.yaml"))
+    assert len(confs) >= 8
+    stage2 = {}
+    for conf in confs:
+        cfg = load_experiment_config(conf)
+        if cfg.train.stage == 2:
+            data = yaml.safe_load(conf.read_text())
+            del data["model"]["encoder_adapter"]
+            stage2[conf.name] = data
+    # Stage-2 configs differ only in the encoder-side adapter section.
+    first = next(iter(stage2.values()))
+    assert all(d == first for d in stage2.values()), list(stage2)
+
+
+# --------------------------------------------------------------------------- packing
+def test_packed_sample_loss_equals_sample_alone(tmp_path, tiny_whisper_dir, tiny_llm_dir):
+    from test_train_helpers import make_data_dir
+    from zipasr.train.trainer import build_model, load_dataset
+
+    data = make_data_dir(tmp_path / "data", per_lang=3)
+    cfg = load_experiment_config(write_config(stage1_config(tiny_whisper_dir, tiny_llm_dir, data), tmp_path / "c.yaml"))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    dataset = load_dataset(cfg, model, str(data))
+    de = [i for i, u in enumerate(dataset.utterances) if u.lang == "de"]
+    a, b, c = de[:3]
+
+    def loss_sum(rows):
+        with torch.no_grad():
+            out = model(dataset.collate(rows), segment_frames=0)
+        return float(out.loss) * out.n_tokens
+
+    alone = {i: loss_sum([[i]]) for i in (a, b, c)}
+    assert loss_sum([[a, b]]) == pytest.approx(alone[a] + alone[b], rel=1e-5)
+    assert loss_sum([[b, a, c]]) == pytest.approx(alone[a] + alone[b] + alone[c], rel=1e-5)
+    # a packed row next to an unpacked (padded) row
+    assert loss_sum([[a, b], [c]]) == pytest.approx(sum(alone.values()), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- DeepSpeed
+def test_two_processes_match_one_process(runs, tmp_path):
+    """ZeRO-2 on 2 CPU processes with batch 1 each = 1 process with batch 2 (same global batch)."""
+    cfg = yaml.safe_load(yaml.safe_dump(runs["stage1_config"]))
+    cfg["data"]["batch_size"] = 1
+    exp = tmp_path / "exp2"
+    run_training(write_config(cfg, tmp_path / "two.yaml"), exp, nproc=2)
+    one, two = logged_losses(runs["stage1"]), logged_losses(exp)
+    assert sorted(one) == sorted(two) == list(range(1, 7))
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=2e-3), (step, one, two)
+    # both processes saved their state; the averaged model loads and matches the 1-process one
+    last = list_checkpoints(exp / "checkpoints")[-1]
+    assert (last / "rng_rank0.safetensors").is_file() and (last / "rng_rank1.safetensors").is_file()
+    ref, got = load_weights(runs["stage1"] / "final" / WEIGHTS), load_weights(exp / "final" / WEIGHTS)
+    assert ref.keys() == got.keys()
+    for key in ref:
+        torch.testing.assert_close(got[key], ref[key], rtol=2e-2, atol=2e-3)
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights(runs, tmp_path):
+    config = write_config(runs["stage1_config"], tmp_path / "stage1.yaml")
+    exp = tmp_path / "exp"
+    proc = subprocess.Popen(train_command(config, exp), env=run_env(), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not list_checkpoints(exp / "checkpoints") and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = list_checkpoints(exp / "checkpoints")
+    assert done and done[-1].name != "step_00000006" and not (exp / "final").exists()
+    # a half-written checkpoint (a kill during saving) is ignored by --resume
+    shutil.copytree(done[-1], exp / "checkpoints" / ".tmp-step_00000099")
+    (exp / "checkpoints" / ".tmp-step_00000099" / "trainer_state.json").unlink()
+
+    run_training(config, exp, resume=True)
+    log = (exp / "train.log").read_text()
+    assert f"resumed from {done[-1]}" in log
+    for name in ("checkpoints/step_00000006/" + WEIGHTS, "final/" + WEIGHTS):
+        ref, got = load_weights(runs["stage1"] / name), load_weights(exp / name)
+        assert ref.keys() == got.keys()
+        for key in ref:
+            assert torch.equal(got[key], ref[key]), (name, key)
+
+
+def test_new_run_refuses_an_exp_dir_with_checkpoints_and_resume_checks_the_config(runs, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(runs["stage1"], exp)
+    from zipasr.train.trainer import check_exp_dir
+
+    cfg = load_experiment_config(exp / "config.yaml")
+    with pytest.raises(ConfigError, match="--resume"):
+        check_exp_dir(cfg, exp, resume=False)
+    check_exp_dir(cfg, exp, resume=True)
+    cfg.optim.lr = 1.0
+    with pytest.raises(ConfigError, match="optim.lr"):
+        check_exp_dir(cfg, exp, resume=True)
+
+
+def test_checkpoint_of_another_stage_or_method_is_rejected(runs):
+    from zipasr.train.inference import load_model
+
+    model, _ = load_model(runs["stage1"])
+    stage2_state = load_weights(runs["stage2"] / "final" / WEIGHTS)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        load_trainable_state(model, stage2_state, "stage2")

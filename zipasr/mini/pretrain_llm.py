@@ -1,0 +1,263 @@
+"""The mini recipe's "pretrained" LLM: a sentencepiece tokenizer and a tiny Qwen3 trained on text.
+
+No pretrained Qwen3 can be downloaded here, so the mini recipe makes one: a sentencepiece tokenizer
+(`zipasr.model.tokenizer.build_sentencepiece_tokenizer`) over the LLM text of every language plus
+the recognition prompts, then a `Qwen3ForCausalLM` of tiny size trained on two kinds of sequences:
+
+- language modelling:  text ⊕ EOS                          (loss on every token)
+- copying:             prompt(l) ⊕ source ⊕ text ⊕ EOS     (loss on text ⊕ EOS only)
+
+The copy sequences have the Speech-LLM's layout, `prompt(l) ⊕ P(E(X)) ⊕ transcript ⊕ EOS`, with the
+speech replaced by the text itself. The source is either the text's own tokens or, for a share
+`char_copy_ratio`, the text spelled one character piece at a time: a character-rate sequence like
+the speech frames of a CTC-trained encoder. A prototype on this CPU found that an LLM which can
+already copy makes the Speech-LLM align to the audio, where a plain LM made it ignore the audio.
+
+Output: a checkpoint dir that `zipasr.model.llm.load_llm` (AutoModelForCausalLM + AutoTokenizer)
+loads like Qwen3-1.7B, plus `train_log.tsv` (step, loss per kind) and `pretrain_config.yaml`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from zipasr.config import save_config
+from zipasr.data.datadir import read_kaldi_map
+from zipasr.languages import get_language
+from zipasr.model.tokenizer import build_sentencepiece_tokenizer
+from zipasr.train.schedule import build_scheduler
+
+logger = logging.getLogger(__name__)
+
+IGNORE = -100  # label of tokens without loss (transformers' convention)
+
+
+@dataclass
+class LLMPretrainConfig:
+    vocab_size: int = 6000  # sentencepiece target size (unigram)
+    # architecture (Qwen3-1.7B: hidden 2048, 28 layers, 16 heads, 8 KV heads)
+    hidden_size: int = 256
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    head_dim: int = 64
+    intermediate_size: int = 768
+    max_positions: int = 2048
+    # data
+    copy_ratio: float = 0.5  # share of copy sequences (the rest: language modelling)
+    char_copy_ratio: float = 0.5  # share of copy sequences whose source is spelled by characters
+    # optimisation
+    steps: int = 600
+    batch_tokens: int = 4096  # padded tokens per batch
+    lr: float = 3e-3
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    bf16: bool = True
+    seed: int = 0
+    threads: int = 2
+    log_interval: int = 50
+    eval_sentences_per_lang: int = 5  # held out; exact-copy accuracy is measured on them
+
+
+def read_lm_text(text_dir: str | Path) -> list[tuple[str, str]]:
+    """(lang, sentence) pairs from a dir with `text` and `utt2lang` (ids in both must match)."""
+    text_dir = Path(text_dir)
+    text = read_kaldi_map(text_dir / "text")
+    langs = read_kaldi_map(text_dir / "utt2lang")
+    missing = sorted(set(text) - set(langs))
+    if missing:
+        raise KeyError(f"{text_dir}/utt2lang: no language for {len(missing)} sentence(s), e.g. {missing[0]!r}")
+    if not text:
+        raise ValueError(f"{text_dir}/text is empty")
+    return [(langs[k], text[k]) for k in sorted(text)]
+
+
+class SequenceMaker:
+    """Token ids and labels of the LM and copy sequences."""
+
+    def __init__(self, tokenizer, cfg: LLMPretrainConfig):
+        self.tok = tokenizer
+        self.cfg = cfg
+        self.eos = tokenizer.eos_token_id
+        self.unk = tokenizer.unk_token_id
+        self._prompts: dict[str, list[int]] = {}
+        self._chars: dict[str, int] = {}
+
+    def prompt(self, lang: str) -> list[int]:
+        if lang not in self._prompts:
+            self._prompts[lang] = self.encode(get_language(lang).prompt)
+        return self._prompts[lang]
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def spell(self, text: str) -> list[int]:
+        """One piece per character; the space is the word-boundary piece "▁"."""
+        ids = []
+        for ch in text:
+            if ch not in self._chars:
+                piece = "▁" if ch == " " else ch
+                self._chars[ch] = self.tok.convert_tokens_to_ids(piece)
+            ids.append(self._chars[ch])
+        return ids
+
+    def make(self, lang: str, text: str, rng: np.random.Generator) -> tuple[list[int], list[int], str]:
+        """(input ids, labels, kind) of one sequence; kind is "lm", "copy" or "char_copy"."""
+        ids = self.encode(text)
+        if rng.random() >= self.cfg.copy_ratio:
+            return ids + [self.eos], ids + [self.eos], "lm"
+        if rng.random() < self.cfg.char_copy_ratio:
+            source, kind = self.spell(text), "char_copy"
+        else:
+            source, kind = ids, "copy"
+        context = self.prompt(lang) + source
+        return context + ids + [self.eos], [IGNORE] * len(context) + ids + [self.eos], kind
+
+
+def qwen3_config(cfg: LLMPretrainConfig, tokenizer):
+    from transformers import Qwen3Config
+
+    return Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.head_dim, max_position_embeddings=cfg.max_positions, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    )
+
+
+def pad_batch(seqs: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids (B, L), attention_mask (B, L), labels (B, L)), right-padded."""
+    L = max(len(ids) for ids, _ in seqs)
+    input_ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), L), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, (ids, lab) in enumerate(seqs):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(ids)] = 1
+    return input_ids, mask, labels
+
+
+def per_kind_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of each row: logits (B, L, V), labels (B, L) -> (B,)."""
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    nll = nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE,
+                                      reduction="none")  # (B, L-1)
+    counts = (shift_labels != IGNORE).sum(1).clamp(min=1)
+    return nll.sum(1) / counts
+
+
+def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Path,
+                 languages: list[str] | None = None) -> dict[str, float]:
+    """Build the tokenizer and train the tiny Qwen3 on the sentences of `text_dir`; save to `out_dir`.
+
+    languages: the languages whose prompts the tokenizer must cover (default: those of the text).
+    Returns the final mean loss per sequence kind and the held-out exact-copy accuracies.
+    """
+    from transformers import Qwen3ForCausalLM
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+
+    pairs = read_lm_text(text_dir)
+    langs = languages or sorted({lang for lang, _ in pairs})
+    # a few sentences per language are held out to measure the copy skill at the end
+    held_out, seen = [], {}
+    for pair in pairs:
+        seen[pair[0]] = seen.get(pair[0], 0) + 1
+        if seen[pair[0]] <= cfg.eval_sentences_per_lang:
+            held_out.append(pair)
+    pairs = [p for p in pairs if p not in set(held_out)]
+    prompts = [get_language(lang).prompt for lang in langs]
+    tokenizer = build_sentencepiece_tokenizer([s for _, s in pairs] + prompts, out_dir, cfg.vocab_size)
+    maker = SequenceMaker(tokenizer, cfg)
+    unk_chars = sorted({ch for _, s in pairs for ch in s if maker.spell(ch)[0] == maker.unk})
+    if unk_chars:
+        raise ValueError(f"characters without a tokenizer piece: {''.join(unk_chars[:20])!r}")
+
+    model = Qwen3ForCausalLM(qwen3_config(cfg, tokenizer))
+    logger.info("tiny Qwen3: %.2fM parameters, vocabulary %d, %d sentences of %s", 
+                sum(p.numel() for p in model.parameters()) / 1e6, len(tokenizer), len(pairs), " ".join(langs))
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scheduler = build_scheduler(optimizer, cfg.steps, cfg.warmup_ratio)
+
+    kinds = ["lm", "copy", "char_copy"]
+    log_rows = ["step\t" + "\t".join(f"loss_{k}" for k in kinds) + "\tlr\telapsed_s"]
+    sums = {k: [0.0, 0] for k in kinds}
+    last: dict[str, float] = {}
+    start = time.time()
+    model.train()
+    for step in range(1, cfg.steps + 1):
+        seqs, kinds_of, n_tokens, longest = [], [], 0, 0
+        while True:
+            lang, text = pairs[int(rng.integers(len(pairs)))]
+            ids, labels, kind = maker.make(lang, text, rng)
+            longest = max(longest, len(ids))
+            if seqs and longest * (len(seqs) + 1) > cfg.batch_tokens:
+                break
+            seqs.append((ids, labels))
+            kinds_of.append(kind)
+        input_ids, mask, labels = pad_batch(seqs, tokenizer.pad_token_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(input_ids=input_ids, attention_mask=mask).logits
+        row_loss = per_kind_loss(logits, labels)
+        loss = row_loss.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {step}: loss is {loss.item()}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        for kind, value in zip(kinds_of, row_loss.detach().tolist()):
+            sums[kind][0] += value
+            sums[kind][1] += 1
+        if step % cfg.log_interval == 0 or step == cfg.steps:
+            last = {k: s / n for k, (s, n) in sums.items() if n}
+            elapsed = time.time() - start
+            logger.info("step %d/%d  %s  lr %.2e  %.0f s", step, cfg.steps,
+                        "  ".join(f"{k} {v:.3f}" for k, v in last.items()), scheduler.get_last_lr()[0], elapsed)
+            log_rows.append(f"{step}\t" + "\t".join(f"{last.get(k, float('nan')):.4f}" for k in kinds)
+                            + f"\t{scheduler.get_last_lr()[0]:.3e}\t{elapsed:.1f}")
+            sums = {k: [0.0, 0] for k in kinds}
+
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir)
+    accuracy = {"copy": copy_accuracy(model, tokenizer, held_out, cfg, char_source=False),
+                "char_copy": copy_accuracy(model, tokenizer, held_out, cfg, char_source=True)}
+    logger.info("exact-copy accuracy on %d held-out sentences: tokens %.2f, characters %.2f",
+                len(held_out), accuracy["copy"], accuracy["char_copy"])
+    (out_dir / "copy_accuracy.json").write_text(json.dumps(accuracy, indent=1))
+    (out_dir / "train_log.tsv").write_text("\n".join(log_rows) + "\n")
+    save_config(cfg, out_dir / "pretrain_config.yaml")
+    return {**{f"loss_{k}": v for k, v in last.items()}, **{f"accuracy_{k}": v for k, v in accuracy.items()}}
+
+
+@torch.no_grad()
+def copy_accuracy(model, tokenizer, pairs: list[tuple[str, str]], cfg: LLMPretrainConfig, char_source: bool) -> float:
+    """Share of sentences the LLM copies exactly with greedy decoding (a check of the copy skill)."""
+    maker = SequenceMaker(tokenizer, cfg)
+    model.eval()
+    hits = 0
+    for lang, text in pairs:
+        source = maker.spell(text) if char_source else maker.encode(text)
+        context = torch.tensor([maker.prompt(lang) + source])
+        out = model.generate(input_ids=context, attention_mask=torch.ones_like(context), do_sample=False,
+                             max_new_tokens=len(maker.encode(text)) + 4)
+        hits += tokenizer.decode(out[0, context.shape[1]:], skip_special_tokens=True).strip() == text
+    return hits / max(1, len(pairs))
