@@ -44,7 +44,7 @@ def test_librispeech_recipe_stages_1_2(tmp_path):
     args = ["./run.sh", "--stop_stage", "2", "--prepare_splits", "test-clean:test_clean", "--train_set", "test_clean",
             "--valid_set", "test_clean", "--test_sets", "test_clean", "--whisper_dir", "", "--n_mels", "80",
             "--nj", "2", "--feats_cmd", ""]
-    env = _env(LIBRISPEECH=str(tmp_path / "LibriSpeech"))
+    env = _env(LIBRISPEECH=str(tmp_path / "LibriSpeech"), WHISPER_DIR="/ckpt/whisper", LLM_DIR="/ckpt/llm")
     r = subprocess.run(args, cwd=recipe, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Stage 1: data preparation" in r.stderr and "Stage 2: Whisper log-mel features" in r.stderr
@@ -59,6 +59,24 @@ def test_librispeech_recipe_stages_1_2(tmp_path):
     r = subprocess.run(args, cwd=recipe, env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "data/test_clean is done, skipped" in r.stderr
     assert "dump/test_clean is done, skipped" in r.stderr
+    # stages 3-4: the training commands (a launcher that only prints them)
+    stage34 = ["./run.sh", "--stage", "3", "--stop_stage", "4", "--launcher", "echo", "--prepare_splits", "",
+               "--train_set", "test_clean", "--valid_set", ""]
+    r = subprocess.run(stage34 + ["--methods", "zipper_soft zipper_soft_initb"], cwd=recipe, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    printed = r.stdout.splitlines()
+    assert printed[0] == ("-m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir exp/stage1 "
+                          "--set data.train_dir=dump/test_clean --set data.valid_dir=null --set model.languages=[en] "
+                          "--set model.encoder_dir=/ckpt/whisper --set model.llm_dir=/ckpt/llm")
+    assert printed[2].startswith("-m zipasr.bin.train --config conf/train_stage2_zipper_soft_initb.yaml "
+                                 "--exp_dir exp/stage2_zipper_soft_initb --set model.init_from=exp/stage1 ")
+    assert "--set model.encoder_adapter.init_b_from=exp/stage2_zipper_soft" in printed[2]
+    (recipe / "exp" / ".stage2_zipper_soft.done").unlink()
+    (recipe / "exp" / ".stage2_zipper_soft_initb.done").unlink()
+    r = subprocess.run(stage34 + ["--methods", "zipper_soft_initb"], cwd=recipe, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode != 0 and "zipper_soft_initb needs the zipper_soft run first" in r.stderr
     # unknown options are errors
     r = subprocess.run(["./run.sh", "--no_such_option", "1"], cwd=recipe, env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "unknown option --no_such_option" in r.stderr

@@ -137,5 +137,6 @@ def test_train_lid_command(independent_exp, data_dir, tmp_path):
     from zipasr.bin.train_lid import main
     from zipasr.sibling.lid_classifier import LIDClassifier
 
-    assert main(["--exp_dir", str(independent_exp), "--data_dir", str(data_dir), "--out_dir", str(tmp_path / "lid")]) == 0
-    assert LIDClassifier.load(tmp_path / "lid").languages == LANGS
+    out = tmp_path / "lid"
+    assert main(["--exp_dir", str(independent_exp), "--data_dir", str(data_dir), "--out_dir", str(out)]) == 0
+    assert LIDClassifier.load(out).languages == LANGS

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +68,7 @@ def stage1_config(whisper_dir, llm_dir, train_dir, **train) -> dict:
         "data": {"train_dir": str(train_dir), "max_tokens": 96, "batch_size": 2},
         "optim": {"lr": 3e-3, "warmup_ratio": 0.2, "grad_clip": 1.0},
         "train": {"stage": 1, "max_steps": 6, "save_every": 2, "keep_last": 2, "avg_last": 2, "log_every": 1,
-                  "seed": 0, "threads": 1, **train},
+                  "seed": 0, "threads": 1, "bf16": False, **train},
     }
 
 
@@ -96,16 +98,29 @@ def run_env() -> dict:
 def train_command(config: Path, exp_dir: Path, nproc: int = 1, resume: bool = False) -> list[str]:
     launcher = [sys.executable]
     if nproc > 1:
-        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_port=0"]
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}"]
     cmd = launcher + ["-m", "zipasr.bin.train", "--config", str(config), "--exp_dir", str(exp_dir)]
     return cmd + (["--resume"] if resume else [])
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_training(config: Path, exp_dir: Path, nproc: int = 1, resume: bool = False, timeout: int = 300) -> None:
-    proc = subprocess.run(train_command(config, exp_dir, nproc, resume), env=run_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    """Run zipasr.bin.train in a new process group (killed as a whole on timeout); error shows its output."""
+    proc = subprocess.Popen(train_command(config, exp_dir, nproc, resume), env=run_env(), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"training timed out after {timeout} s:\n{stdout[-3000:]}\n{stderr[-6000:]}") from None
     if proc.returncode != 0:
-        raise AssertionError(f"training failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(f"training failed ({proc.returncode}):\n{stdout[-3000:]}\n{stderr[-6000:]}")
 
 
 def logged_losses(exp_dir: Path) -> dict[int, float]:

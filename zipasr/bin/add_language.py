@@ -42,6 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=8, help="utterances per step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     return p
 
 
@@ -54,7 +55,8 @@ def new_lid_embedding(model, cfg, args, data):
 
     source = args.lid_source or cfg.model.encoder_adapter.lid_source
     if source == "whisper":
-        return whisper_lid_embeddings(cfg.model.encoder_adapter.lid_whisper_dir or cfg.model.encoder_dir, [args.lang])[0]
+        whisper_dir = cfg.model.encoder_adapter.lid_whisper_dir or cfg.model.encoder_dir
+        return whisper_lid_embeddings(whisper_dir, [args.lang])[0]
     if source == "file":
         if not args.lid_file:
             raise ValueError("--lid_source file needs --lid_file")
@@ -66,7 +68,7 @@ def new_lid_embedding(model, cfg, args, data):
         raise ValueError(f"{args.train_dir} has no utterance of {args.lang!r} (utt2lang)")
     pooled = []
     for k in range(0, len(mine), args.batch_size):
-        batch = data.collate([[i] for i in mine[k:k + args.batch_size]])
+        batch = data.collate([[i] for i in mine[k:k + args.batch_size]]).to(next(model.parameters()).device)
         pooled.append(encoder_embeddings(model.encoder, batch.feats, batch.feat_lens, model.segment_frames(None)))
     return torch.cat(pooled).mean(0)
 
@@ -97,9 +99,9 @@ def run(args: argparse.Namespace) -> dict:
 
     import torch
 
+    from zipasr.data.features import FeatureExtractor
     from zipasr.model.lid import save_lid_embeddings
     from zipasr.sibling.add_language import add_language, added_parameters, bake_added_languages, zipper_layers
-    from zipasr.data.features import FeatureExtractor
     from zipasr.sibling.common import train_parameters, utterance_batches, write_experiment
     from zipasr.train.config import resolve_checkpoint_paths
     from zipasr.train.dataset import SpeechDataset
@@ -109,7 +111,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model, info = load_model(args.src_exp, args.checkpoint)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, info = load_model(args.src_exp, args.checkpoint, device)
     if info["kind"] != "experiment":
         raise ValueError(f"{args.src_exp} is an export dir; adding a language needs the experiment dir")
     cfg = resolve_checkpoint_paths(info["config"])
@@ -120,8 +123,9 @@ def run(args: argparse.Namespace) -> dict:
     data = SpeechDataset(args.train_dir, old_languages + [args.lang], tokenizer_fn(model),
                          extractor=FeatureExtractor.from_encoder_dir(cfg.model.encoder_dir),
                          cache=cfg.data.cache_features)
-    e_new = new_lid_embedding(model, cfg, args, data)
     routed = [layer for layer in layers.values() if hasattr(layer, "router")]
+    # e(lang): the router input of Hard/Soft, and the query of --init nearest
+    e_new = new_lid_embedding(model, cfg, args, data) if routed or args.init == "nearest" else None
     if routed:
         table = routed[0].router.lid_embeddings.detach().cpu()
     elif args.lid_file:
@@ -136,13 +140,14 @@ def run(args: argparse.Namespace) -> dict:
 
     model.train()
     losses = train_parameters(added_parameters(model), utterance_batches(data, args.batch_size, args.steps,
-                                                                         seed=args.seed, languages=[args.lang]),
+                                                                         seed=args.seed, languages=[args.lang],
+                                                                         device=device),
                               lambda b: model(b).loss, lr=args.lr, steps=args.steps, desc=f"add {args.lang}")
     model.eval()
     bake_added_languages(model)
 
     exp_dir = Path(args.exp_dir)
-    new_table = torch.cat([table, e_new.detach().cpu()[None]]) if table is not None else None
+    new_table = torch.cat([table, e_new.detach().cpu()[None]]) if table is not None and e_new is not None else None
     adapter = {"init_b_from": None, "init_b_router": False}
     if new_table is not None:
         lid_file = save_lid_embeddings(new_table, model.languages, exp_dir / "lid_embeddings.safetensors",

@@ -40,6 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
         s.add_argument("--batch_size", type=int, default=8, help="utterances per step")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+        s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         if name == "distill":
             s.add_argument("--level", choices=["llm", "layer"], default="llm",
                            help="llm: KL of the LLM's token distributions; layer: MSE of each adapter layer's output")
@@ -61,7 +62,8 @@ def _load(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model, info = load_model(args.src_exp, args.checkpoint)
+    args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, info = load_model(args.src_exp, args.checkpoint, args.device)
     method = info["config"].model.encoder_adapter.method if info["kind"] == "experiment" else None
     if method != "independent":
         raise ValueError(f"{args.src_exp}: the experts come from an Independent-LoRA experiment, it holds {method!r}")
@@ -72,7 +74,7 @@ def _batches(model, cfg, args):
     from zipasr.sibling.common import load_train_data, utterance_batches
 
     data = load_train_data(model, cfg, args.train_dir)
-    return utterance_batches(data, args.batch_size, args.steps, seed=args.seed)
+    return utterance_batches(data, args.batch_size, args.steps, seed=args.seed, device=args.device)
 
 
 def fuse(args: argparse.Namespace) -> dict:
@@ -114,7 +116,8 @@ def distill(args: argparse.Namespace) -> dict:
     model.requires_grad_(False)
     attach_students(model.encoder, rank=rank, alpha=alpha, init=args.init)
     if args.level == "llm":
-        loss_fn = lambda m, b: speech_kd_loss(m, b, temperature=args.temperature, ce_weight=args.ce_weight)  # noqa: E731
+        def loss_fn(m, b):
+            return speech_kd_loss(m, b, temperature=args.temperature, ce_weight=args.ce_weight)
     else:
         loss_fn = layer_kd_loss
     model.train()

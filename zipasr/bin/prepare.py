@@ -17,6 +17,7 @@ from pathlib import Path
 
 from zipasr.data.corpora import CORPORA, CorpusError
 from zipasr.data.datadir import DataDirError, write_kaldi_map
+from zipasr.languages import UnknownLanguageError
 
 
 def main(argv=None) -> int:
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
         prepare = CORPORA[args.corpus]
         skipped: dict[str, str] = {}
         dd = prepare(args.root, args.split, lang=args.lang, skip_bad=args.skip_bad, report=skipped)
-    except (CorpusError, DataDirError) as err:
+    except (CorpusError, DataDirError, UnknownLanguageError) as err:
         log.error("%s", err)
         return 1
     dd.write(args.out)

@@ -102,7 +102,7 @@ def nearest_language(new_embedding: Tensor, embeddings: Tensor, languages: Seque
 
     new_embedding (d,), embeddings (L, d) in the order of `languages`.
     """
-    sims = F.cosine_similarity(embeddings.float(), new_embedding.float()[None, :], dim=-1)
+    sims = F.cosine_similarity(embeddings.float(), new_embedding.float().to(embeddings.device)[None, :], dim=-1)
     return languages[int(sims.argmax())]
 
 

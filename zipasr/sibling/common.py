@@ -12,7 +12,8 @@ from torch import Tensor, nn
 log = logging.getLogger(__name__)
 
 
-def replace_modules(model: nn.Module, kind: type | tuple[type, ...], build: Callable[[nn.Module], nn.Module]) -> list[str]:
+def replace_modules(model: nn.Module, kind: type | tuple[type, ...],
+                    build: Callable[[nn.Module], nn.Module]) -> list[str]:
     """Replace every submodule of type `kind` by build(module), in place; returns their qualified names."""
     names = [n for n, m in model.named_modules() if isinstance(m, kind) and n]
     names = [n for n in names if not any(n.startswith(o + ".") for o in names)]  # outermost matches only
@@ -67,9 +68,10 @@ def train_parameters(
     return losses
 
 
-def utterance_batches(dataset, batch_size: int, steps: int, seed: int = 0, languages: Sequence[str] | None = None):
+def utterance_batches(dataset, batch_size: int, steps: int, seed: int = 0, languages: Sequence[str] | None = None,
+                      device: str | torch.device = "cpu"):
     """`steps` SpeechBatches of `batch_size` utterances (one per LLM row) drawn from a zipasr.train
-    SpeechDataset in shuffled epochs; `languages` restricts the utterances to those languages."""
+    SpeechDataset in shuffled epochs, on `device`; `languages` restricts the utterances to those languages."""
     import random
 
     pool = [i for i, u in enumerate(dataset.utterances) if languages is None or u.lang in languages]
@@ -83,7 +85,7 @@ def utterance_batches(dataset, batch_size: int, steps: int, seed: int = 0, langu
             rng.shuffle(fresh)
             order += fresh
         chunk, order = order[:batch_size], order[batch_size:]
-        yield dataset.collate([[i] for i in chunk])
+        yield dataset.collate([[i] for i in chunk]).to(device)
 
 
 def load_train_data(model, cfg, data_dir: str):

@@ -47,7 +47,8 @@ def fused_delta(deltas: Tensor | Mapping[str, Tensor] | Sequence[Tensor], weight
     if not isinstance(deltas, Tensor):
         deltas = torch.stack(list(deltas))
     if weights.shape != (deltas.shape[0],):
-        raise ValueError(f"weights must be ({deltas.shape[0]},) for {deltas.shape[0]} experts, got {tuple(weights.shape)}")
+        raise ValueError(f"weights must be ({deltas.shape[0]},) for {deltas.shape[0]} experts, "
+                         f"got {tuple(weights.shape)}")
     return torch.einsum("l,lod->od", weights.to(deltas.dtype), deltas)
 
 
@@ -76,8 +77,10 @@ class ExpertFusionLoRA(AdapterLayer):
         self.train_experts = bool(train_experts)
         # Experts start at zero like IndependentLoRA's B; they are meant to be loaded from an
         # Independent-LoRA checkpoint (load_experts / fusion_from_independent).
-        self.lora_A = nn.Parameter(self.new_weight(n_lang, rank, self.in_features).zero_(), requires_grad=self.train_experts)
-        self.lora_B = nn.Parameter(self.new_weight(n_lang, self.out_features, rank).zero_(), requires_grad=self.train_experts)
+        self.lora_A = nn.Parameter(self.new_weight(n_lang, rank, self.in_features).zero_(),
+                                   requires_grad=self.train_experts)
+        self.lora_B = nn.Parameter(self.new_weight(n_lang, self.out_features, rank).zero_(),
+                                   requires_grad=self.train_experts)
         self.fusion = nn.Parameter(torch.eye(n_lang, dtype=self.lora_A.dtype, device=self.lora_A.device))
 
     def method_kwargs(self) -> dict:
@@ -107,7 +110,8 @@ def fusion_from_independent(layer: IndependentLoRA) -> ExpertFusionLoRA:
     """An ExpertFusionLoRA over the experts of an Independent-LoRA layer (same base layer, identity fusion)."""
     if not isinstance(layer, IndependentLoRA):
         raise TypeError(f"experts come from an IndependentLoRA layer, got {type(layer).__name__}")
-    fused = ExpertFusionLoRA(layer.base_layer, layer.languages, layer.lang_state, layer.rank, layer.alpha, layer.dropout_p)
+    fused = ExpertFusionLoRA(layer.base_layer, layer.languages, layer.lang_state, layer.rank, layer.alpha,
+                             layer.dropout_p)
     with torch.no_grad():
         fused.lora_A.copy_(layer.lora_A)
         fused.lora_B.copy_(layer.lora_B)
@@ -284,7 +288,8 @@ def token_kl(teacher_logits: Tensor, student_logits: Tensor, mask: Tensor | None
     gradients keep their size across temperatures.
     """
     if teacher_logits.shape != student_logits.shape:
-        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} != student logits {tuple(student_logits.shape)}")
+        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} != "
+                         f"student logits {tuple(student_logits.shape)}")
     if mask is not None:
         if mask.shape != teacher_logits.shape[:-1]:
             raise ValueError(f"mask {tuple(mask.shape)} does not fit logits {tuple(teacher_logits.shape)}")

@@ -229,7 +229,9 @@ class WhisperLanguageDetector(LanguageDetector):
         ids = whisper_language_token_ids(whisper_dir, languages)  # also checks the directory
         whisper = WhisperForConditionalGeneration.from_pretrained(str(whisper_dir), local_files_only=True)
         gen = GenerationConfig.from_pretrained(str(whisper_dir), local_files_only=True)
-        start = gen.decoder_start_token_id if gen.decoder_start_token_id is not None else whisper.config.decoder_start_token_id
+        start = gen.decoder_start_token_id
+        if start is None:
+            start = whisper.config.decoder_start_token_id
         if start is None:
             raise ValueError(f"{whisper_dir}: no decoder_start_token_id (<|startoftranscript|>) in its configs")
         return cls(whisper, ids, start, languages)
@@ -276,7 +278,8 @@ def load_language_detector(path: str | Path, languages: Sequence[str]) -> Langua
         return clf
     if (path / "config.json").is_file():
         return WhisperLanguageDetector.from_pretrained(path, languages)
-    raise FileNotFoundError(f"{path} is neither a LID classifier directory ({CLASSIFIER_CONFIG}) nor a Whisper checkpoint")
+    raise FileNotFoundError(f"{path} is neither a LID classifier directory ({CLASSIFIER_CONFIG}) "
+                            "nor a Whisper checkpoint")
 
 
 @torch.no_grad()
@@ -297,8 +300,8 @@ def predict_languages(model: nn.Module, feats: Tensor, feat_lens: Tensor,
         )
     if list(detector.languages) != list(model.languages):
         raise ValueError(f"detector languages {detector.languages} differ from the model's {model.languages}")
-    if segment_frames is None and hasattr(model, "segment_frames"):
-        segment_frames = model.segment_frames(None) if not model.training else model.decode_segment_frames
+    if segment_frames is None and hasattr(model, "regime"):
+        segment_frames = 0 if model.regime == "full" else model.decode_segment_frames
     return detector.posteriors(model, feats, feat_lens, segment_frames or None).argmax(-1).to(feats.device)
 
 

@@ -191,7 +191,8 @@ def lors_merge_state_dicts(
     return merged
 
 
-def adapter_task_vectors(model: nn.Module, languages: Sequence[str] | None = None) -> dict[str, dict[str, torch.Tensor]]:
+def adapter_task_vectors(model: nn.Module,
+                         languages: Sequence[str] | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """Per-language task vectors of every adapter layer of `model`.
 
     Returns layer qualified name -> (lang -> delta_weight(lang), (d_out, d_in)). For per-language
@@ -257,7 +258,8 @@ def lors_merge_encoder(model: nn.Module, cfg: LorsConfig) -> dict:
                        "norm_ratio": float(delta.norm() / max(float(sum(t.norm() for t in per_lang.values())), 1e-30))}
     rank = cfg.out_rank or max(1, max(st["rank"] for st in stats.values()))
     replace_modules(model.encoder, AdapterLayer, lambda layer: layer.base_layer)
-    names = inject_adapters(model.encoder, "vanilla", targets, model.languages, model.lang_state, rank=rank, alpha=alpha)
+    names = inject_adapters(model.encoder, "vanilla", targets, model.languages, model.lang_state,
+                            rank=rank, alpha=alpha)
     missing = sorted(set(merged) - set(names))
     if missing:
         raise RuntimeError(f"target modules {targets} did not re-wrap the merged layers {missing[:5]}")

@@ -75,7 +75,9 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   log "Stage 1: data preparation (${corpus:-local/data.sh})"
   for pair in ${prepare_splits}; do
     split=${pair%%:*}; name=${pair#*:}
-    if [ -f "data/.prepare_${name}.done" ]; then log "data/${name} is done, skipped"; continue; fi
+    if [ -f "data/.prepare_${name}.done" ] && [ -d "data/${name}" ]; then
+      log "data/${name} is done, skipped"; continue
+    fi
     run python -m zipasr.bin.prepare "${corpus}" --root "${db_root}" --split "${split}" --out "data/${name}" \
       ${lang:+--lang "${lang}"} ${prepare_opts}
     touch "data/.prepare_${name}.done"
@@ -95,8 +97,11 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   if [ "${feats_type}" = dump ]; then
     log "Stage 2: Whisper log-mel features -> ${dumpdir}"
     if [ -n "${whisper_dir}" ]; then mel_opts="--encoder_dir ${whisper_dir}"; else mel_opts="--n_mels ${n_mels}"; fi
-    for dset in $(echo ${stage1_train_set} ${stage1_valid_set} ${train_set} ${valid_set} ${test_sets} | tr ' ' '\n' | sort -u); do
-      if [ -f "${dumpdir}/.${dset}.done" ]; then log "${dumpdir}/${dset} is done, skipped"; continue; fi
+    dsets=$(echo ${stage1_train_set} ${stage1_valid_set} ${train_set} ${valid_set} ${test_sets} | tr ' ' '\n' | sort -u)
+    for dset in ${dsets}; do
+      if [ -f "${dumpdir}/.${dset}.done" ] && [ -f "${dumpdir}/${dset}/feats.scp" ]; then
+        log "${dumpdir}/${dset} is done, skipped"; continue
+      fi
       run python -m zipasr.bin.dump_feats --data_dir "data/${dset}" --out_dir "${dumpdir}/${dset}" \
         --nj "${nj}" --cmd "${feats_cmd}" ${mel_opts}
       touch "${dumpdir}/.${dset}.done"
@@ -107,14 +112,17 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
 fi
 
 lang_override="model.languages=[${langs// /,}]"
+valid_dir() { if [ -n "$1" ]; then echo "${data_feats}/$1"; else echo null; fi; }
+# "--set k=v" once per override (zipasr.bin.train takes one KEY=VALUE per --set).
+set_args() { local o; for o in "$@"; do printf -- '--set\n%s\n' "${o}"; done; }
 
 # ---------------------------------------------------------------- stage 3: Stage-1 training
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 3: Stage-1 training (alignment) on ${stage1_train_set}"
   if [ -f "${expdir}/.stage1.done" ]; then log "${expdir}/stage1 is done, skipped"; else
-    run ${launcher} -m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir "${expdir}/stage1" \
-      --set "data.train_dir=${data_feats}/${stage1_train_set}" "data.valid_dir=${data_feats}/${stage1_valid_set}" \
-      "${lang_override}" ${train_overrides}
+    mapfile -t overrides < <(set_args "data.train_dir=${data_feats}/${stage1_train_set}" \
+      "data.valid_dir=$(valid_dir "${stage1_valid_set}")" "${lang_override}" ${train_overrides})
+    run ${launcher} -m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir "${expdir}/stage1" "${overrides[@]}"
     touch "${expdir}/.stage1.done"
   fi
 fi
@@ -126,10 +134,14 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     if [ -f "${expdir}/.stage2_${M}.done" ]; then log "${expdir}/stage2_${M} is done, skipped"; continue; fi
     # Initial-B warm-starts from the converged Zipper-Soft run of this recipe.
     extra=
-    [[ ${M} == *initb* ]] && extra="model.encoder_adapter.init_b_from=${expdir}/stage2_zipper_soft"
+    if [[ ${M} == *initb* ]]; then
+      [ -f "${expdir}/.stage2_zipper_soft.done" ] || { log "${M} needs the zipper_soft run first"; exit 1; }
+      extra="model.encoder_adapter.init_b_from=${expdir}/stage2_zipper_soft"
+    fi
+    mapfile -t overrides < <(set_args "model.init_from=${expdir}/stage1" "data.train_dir=${data_feats}/${train_set}" \
+      "data.valid_dir=$(valid_dir "${valid_set}")" "${lang_override}" ${extra} ${train_overrides})
     run ${launcher} -m zipasr.bin.train --config "conf/train_stage2_${M}.yaml" --exp_dir "${expdir}/stage2_${M}" \
-      --set "model.init_from=${expdir}/stage1" "data.train_dir=${data_feats}/${train_set}" \
-      "data.valid_dir=${data_feats}/${valid_set}" "${lang_override}" ${extra} ${train_overrides}
+      "${overrides[@]}"
     touch "${expdir}/.stage2_${M}.done"
   done
 fi

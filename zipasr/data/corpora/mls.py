@@ -61,6 +61,9 @@ def prepare(root, split: str, lang: str | None = None, skip_bad: bool = False, r
             utt, _, text = line.rstrip("\n").partition("\t")
             if keep is not None and utt not in keep:
                 continue
+            if utt.count("_") != 2:
+                builder.bad(utt, f"id is not <speaker>_<book>_<segment> ({trans}:{lineno})")
+                continue
             speaker, book = utt.split("_")[:2]
             audio = split_dir / "audio" / speaker / book / f"{utt}{ext}"
             builder.add(utt, text.strip(), speaker, lang, str(audio), dur=durations.get(utt), where=f"{trans}:{lineno}")
