@@ -344,6 +344,32 @@ def test_low_precision_base_keeps_fp32_adapters():
     assert out.dtype == torch.bfloat16 and torch.equal(out, base(x))
 
 
+def test_dropout_acts_on_the_adapter_input_in_training_only():
+    torch.manual_seed(0)
+    base = nn.Linear(D, D)
+    with_dropout = ADAPTERS["zipper_static"](copy.deepcopy(base), LANGS, LangState(LANGS), rank=RANK, dropout=0.5)
+    randomize(with_dropout)
+    plain = ADAPTERS["zipper_static"](copy.deepcopy(base), LANGS, with_dropout.lang_state, rank=RANK)
+    plain.load_adapter_state_dict(with_dropout.adapter_state_dict())
+    ids = [0, 1, 2, 0]
+    with_dropout.eval()
+    torch.testing.assert_close(run(with_dropout, with_dropout.lang_state, X, ids), run(plain, plain.lang_state, X, ids))
+    with_dropout.train()
+    assert not torch.allclose(run(with_dropout, with_dropout.lang_state, X, ids), run(plain, plain.lang_state, X, ids))
+
+
+def test_lang_state_binding_nests_and_restores():
+    state = LangState(LANGS)
+    with state.bound(torch.tensor([0, 1])):
+        with state.bound(torch.tensor([2])):
+            assert state.lang_ids.tolist() == [2]
+        assert state.lang_ids.tolist() == [0, 1]
+    assert state.lang_ids is None
+    with pytest.raises(TypeError, match="1-D LongTensor"):
+        with state.bound(torch.tensor([0.0])):
+            pass
+
+
 # ------------------------------------------------------------------ bad input
 def test_unknown_language_code_lists_known_ones():
     with pytest.raises(UnknownLanguageError, match="'xx'; known codes: .*en"):

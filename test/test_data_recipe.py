@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from test_data_helpers import make_commonvoice, make_librispeech, make_mls
@@ -33,7 +34,7 @@ def _recipe_copy(tmp_path: Path, name: str) -> Path:
 
 def _env(**extra) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO), **extra)
-    env["PATH"] = f"{REPO / 'tools' / 'venv' / 'bin'}:{env['PATH']}"
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # the python running the tests
     return env
 
 

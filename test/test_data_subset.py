@@ -94,3 +94,13 @@ def test_subset_cli_hours_and_lang(tmp_path):
                                  "--hours", str(10 / 60), "--seed", "1"]) == 0
     sub = DataDir.load(tmp_path / "ko_10m")
     assert set(sub.lang.values()) == {"ko"} and len(sub) == 20
+
+
+@pytest.mark.skipif(not LISTS.is_dir(), reason="released id lists not present")
+def test_released_list_with_repeats_keeps_every_line():
+    """The 30 h Korean list names some clips twice (upsampling): every line becomes one utterance."""
+    ids = read_id_list(LISTS / "train" / "lite_30h" / "common-voice" / "train_com_voice_ko_ids.txt")
+    assert len(set(ids)) < len(ids)
+    sub, missing = subset_by_ids(_fake_dir(sorted(set(ids)), "ko"), ids)
+    assert missing == [] and len(sub) == len(ids)
+    sub.validate()

@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -151,3 +150,48 @@ def test_checkpoint_of_another_stage_or_method_is_rejected(runs):
     stage2_state = load_weights(runs["stage2"] / "final" / WEIGHTS)
     with pytest.raises(ValueError, match="does not fit the model"):
         load_trainable_state(model, stage2_state, "stage2")
+
+
+# --------------------------------------------------------------------------- bad input
+def test_non_finite_features_are_an_error_naming_the_utterance(tmp_path):
+    import kaldiio
+    import numpy as np
+
+    from test_train_helpers import make_data_dir
+    from zipasr.train.dataset import SpeechDataset
+
+    data = make_data_dir(tmp_path / "data", per_lang=1)
+    feats = dict(kaldiio.load_scp(str(data / "feats.scp")))
+    feats["de_spk0_000"] = np.full_like(feats["de_spk0_000"], np.nan)
+    with kaldiio.WriteHelper(f"ark,scp:{data / 'feats.ark'},{data / 'feats.scp'}") as writer:
+        for utt in sorted(feats):
+            writer(utt, feats[utt])
+    with pytest.raises(ValueError, match="de_spk0_000"):
+        SpeechDataset(data, ["en", "de", "fr", "zh"], None)
+
+
+def test_non_finite_losses_are_skipped_counted_and_stop_training(tmp_path, tiny_whisper_dir, tiny_llm_dir):
+    """Huge (finite) features overflow the encoder: their micro-batches are skipped with a warning;
+    too many in a row stop the run."""
+    import json
+
+    import kaldiio
+
+    from test_train_helpers import make_data_dir
+
+    data = make_data_dir(tmp_path / "data", per_lang=3)
+    feats = dict(kaldiio.load_scp(str(data / "feats.scp")))
+    with kaldiio.WriteHelper(f"ark,scp:{data / 'feats.ark'},{data / 'feats.scp'}") as writer:
+        for utt in sorted(feats):
+            writer(utt, feats[utt] * (3e37 if utt.startswith("zh") else 1.0))
+    cfg = stage1_config(tiny_whisper_dir, tiny_llm_dir, data, max_steps=0, epochs=1, save_every=100)
+    exp = tmp_path / "exp"
+    run_training(write_config(cfg, tmp_path / "c.yaml"), exp)
+    state = json.loads((list_checkpoints(exp / "checkpoints")[-1] / "trainer_state.json").read_text())
+    assert state["bad_total"] >= 1
+    assert "non-finite loss" in (exp / "train.log").read_text()
+    assert all(torch.isfinite(t).all() for t in load_weights(exp / "final" / WEIGHTS).values())
+
+    cfg["train"]["max_bad_steps"] = 1
+    with pytest.raises(AssertionError, match="non-finite losses in a row"):
+        run_training(write_config(cfg, tmp_path / "stop.yaml"), tmp_path / "exp_stop")

@@ -210,7 +210,7 @@ class AdapterLayer(nn.Module):
         if not self.mergeable:
             raise RuntimeError(
                 f"{self.method} adapters cannot be merged into the base weight: their update depends "
-                "on each input token (top-k routing), so no single matrix represents it"
+                "on each input token, so no single matrix represents it"
             )
         if self.merged:
             raise RuntimeError(f"adapter already merged for language {self.merged_lang!r}; call unmerge() first")

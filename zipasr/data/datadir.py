@@ -135,8 +135,9 @@ class DataDir:
     feats_scp: dict[str, str] | None = None
     utt2num_frames: dict[str, int] | None = None
     path: Path | None = None
-    # Findings of a tolerant load (strict=False): problems as text, and the utterances they concern.
-    load_problems: list[str] = field(default_factory=list, repr=False)
+    # Findings of a tolerant load (strict=False): (utterance or "" for a whole file, problem) pairs,
+    # and the utterances with a bad line.
+    load_problems: list[tuple[str, str]] = field(default_factory=list, repr=False)
     bad_utts: set[str] = field(default_factory=set, repr=False)
     unsorted_files: list[str] = field(default_factory=list, repr=False)
 
@@ -225,15 +226,16 @@ class DataDir:
                 except ValueError:
                     value_problems.append(f"utt2num_frames: {utt}: not an integer: {value!r}")
                     bad.add(utt)
+        spk2utt = read("spk2utt")
         if value_problems and strict:
             raise DataDirError(path, value_problems)
-        dd.load_problems = (problems or []) + value_problems
+        # read_kaldi_map and the checks above write "file: utt: what"
+        dd.load_problems = [(p.split(": ", 2)[1], p) for p in (problems or []) + value_problems]
         dd.bad_utts = bad
-        spk2utt = read("spk2utt")
         if spk2utt is not None:
             derived = {spk: " ".join(utts) for spk, utts in dd.spk2utt.items()}
             if {spk: " ".join(sorted(v.split())) for spk, v in spk2utt.items()} != derived:
-                dd.load_problems.append("spk2utt: : does not match utt2spk (run fix_data_dir to rewrite it)")
+                dd.load_problems.append(("", "spk2utt: does not match utt2spk (fix_data_dir rewrites it)"))
         dd.unsorted_files = [name for name in DATA_FILES if (path / name).is_file() and not _is_sorted(path / name)]
         return dd
 
@@ -242,8 +244,7 @@ class DataDir:
         """Every inconsistency, as {utterance or file key: [problem, ...]}. Utterance-level keys are utt ids;
         problems that concern a whole file use the key '' (the dir cannot be fixed by dropping utterances)."""
         found: dict[str, list[str]] = defaultdict(list)
-        for problem in self.load_problems:
-            fname, utt = problem.split(": ", 2)[:2]
+        for utt, problem in self.load_problems:
             found[utt].append(problem)
         for name in self.unsorted_files:
             found[""].append(f"{name}: not sorted (run fix_data_dir)")
@@ -261,7 +262,8 @@ class DataDir:
             checks.append(("utt2num_frames", self.utt2num_frames))
         for name, mapping in checks:
             if not mapping and name in REQUIRED_FILES:
-                found[""].append(f"{name}: missing or empty")
+                hint = " (fix_data_dir --compute_durations writes it)" if name == "utt2dur" else ""
+                found[""].append(f"{name}: missing or empty{hint}")
                 continue
             for utt in utts - mapping.keys():
                 found[utt].append(f"{name}: {utt}: missing (the utterance is in text)")

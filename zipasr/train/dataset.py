@@ -104,6 +104,8 @@ class SpeechDataset:
         if self.extractor is not None and feats.shape[0] != self.extractor.n_mels:
             raise ValueError(f"{self.data_dir}: utterance {utt!r} has {feats.shape[0]} mel bins, "
                              f"the encoder expects {self.extractor.n_mels}")
+        if not np.isfinite(feats).all():
+            raise ValueError(f"{self.data_dir}: the features of utterance {utt!r} hold NaN or inf values")
         return feats
 
     def _length(self, utt: str) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import socket
 import tempfile
@@ -330,7 +329,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
     trainable = [p for p in model.parameters() if p.requires_grad]
     bar = tqdm(total=total_steps, initial=step, desc=f"stage {cfg.train.stage}", unit="step",
                disable=rank != 0, dynamic_ncols=True)
-    window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "time": time.perf_counter(), "steps": 0}
+    window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "time": time.perf_counter()}
     bad_in_row = 0
     saved_at = step if list_checkpoints(ckpt_root) else -1
     while step < total_steps:
@@ -373,7 +372,6 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
                 window["utts"] += len(batch.text_ids)
             engine.step()
         step += 1
-        window["steps"] += 1
         lr = engine.get_lr()[0]
         if step % cfg.train.log_every == 0 or step == total_steps:
             loss_sum, tokens, utts = all_reduce_sum([window["loss"], window["tokens"], window["utts"]], device)
@@ -390,7 +388,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
                     writer.add_scalar(f"train/{key}", value, step)
                 if grad_norm is not None:
                     writer.add_scalar("train/grad_norm", float(grad_norm), step)
-            window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "time": time.perf_counter(), "steps": 0}
+            window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "time": time.perf_counter()}
         bar.update(1)
         if step % cfg.train.save_every == 0 or step == total_steps:
             checkpoint(step)

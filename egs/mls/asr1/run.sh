@@ -13,13 +13,14 @@ set -euo pipefail
 lang=${lang:-de}
 declare -A folder=([de]=mls_german [nl]=mls_dutch [fr]=mls_french [es]=mls_spanish [it]=mls_italian
                    [pt]=mls_portuguese [pl]=mls_polish [en]=mls_english)
-root=${MLS}/${folder[$lang]}
+[ -n "${folder[${lang}]:-}" ] || { echo "run.sh: MLS has no language '${lang}' (${!folder[*]})" >&2; exit 1; }
+root=${MLS}/${folder[${lang}]}
 [ -d "${root}" ] || [ ! -d "${root}_opus" ] || root=${root}_opus
 
 ./asr.sh \
   --corpus mls --db_root "${root}" --lang "${lang}" \
   --prepare_splits "train:train_${lang} dev:dev_${lang} test:test_${lang}" \
-  --langs "${lang}" --expdir "exp/${lang}" --dumpdir dump \
+  --langs "${lang}" --expdir "exp/${lang}" \
   --train_set "train_${lang}" --valid_set "dev_${lang}" --test_sets "test_${lang}" \
   --whisper_dir "${WHISPER_DIR}" \
   --train_overrides "model.encoder_dir=${WHISPER_DIR} model.llm_dir=${LLM_DIR}" \
