@@ -33,4 +33,7 @@ def test_param_table_counts(tiny_whisper_dir, tiny_llm_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"vanilla {2 * rows['vanilla']:,}".split() == out.splitlines()[3].split()[:2]
     with pytest.raises(ConfigError, match="rnak"):
-        param_table.main(["--config", str(config), "--set", "encoder_adapter.rnak=8"])
+        param_table.load_model_config(config, ["encoder_adapter.rnak=8"])
+    assert param_table.main(["--config", str(config), "--set", "encoder_adapter.rnak=8"]) == 2  # a ConfigError
+    err = capsys.readouterr().err
+    assert err.startswith("param_table: error: ") and "rnak" in err

@@ -5,8 +5,8 @@ import pytest
 
 from zipasr.bin import score as score_cli
 from zipasr.languages import UnknownLanguageError
-from zipasr.scoring import (ErrorCounts, format_alignment, normalize, parse_summary_line,
-                            read_kaldi_text, score_texts, score_utterance, summary_line, tokenize)
+from zipasr.scoring import (ErrorCounts, format_alignment, normalize, parse_summary_line, score_texts,
+                            score_utterance, summary_line, tokenize)
 
 
 def counts(ref, hyp, lang, **kw):
@@ -125,10 +125,11 @@ def test_alignment_block():
     ]
 
 
-def test_duplicate_utterance_id(tmp_path):
-    (tmp_path / "text").write_text("u1 a\nu1 b\n")
-    with pytest.raises(ValueError, match=r"text:2: duplicate utterance id 'u1'"):
-        read_kaldi_text(tmp_path / "text")
+def test_duplicate_utterance_id(tmp_path, capsys):
+    (tmp_path / "text").write_text("u1 a\n")
+    (tmp_path / "hyp").write_text("u1 a\nu1 b\n")
+    assert score_cli.main(["--ref", str(tmp_path / "text"), "--hyp", str(tmp_path / "hyp"), "--lang", "en"]) == 1
+    assert "hyp: u1: duplicate id (line 2)" in capsys.readouterr().err
 
 
 def test_cli_single_language(tmp_path, capsys):
@@ -166,10 +167,14 @@ def test_cli_mixed_languages_from_utt2lang(tmp_path, capsys):
     assert sorted(result["per_lang"]) == ["en", "zh"] and result["per_lang"]["zh"]["metric"] == "cer"
 
 
-def test_cli_errors(tmp_path):
+def test_cli_errors(tmp_path, capsys):
     (tmp_path / "ref").write_text("u1 a\n")
     (tmp_path / "hyp").write_text("u1 a\nzz9 b\n")
-    with pytest.raises(SystemExit, match="zz9"):
-        score_cli.main(["--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "hyp"), "--lang", "en"])
-    with pytest.raises(SystemExit, match="utt2lang"):
+    assert score_cli.main(["--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "hyp"), "--lang", "en"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("score: error: ") and "zz9" in err and "Traceback" not in err
+    with pytest.raises(SystemExit, match="2"):
         score_cli.main(["--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "ref")])
+    assert "utt2lang" in capsys.readouterr().err
+    assert score_cli.main(["--ref", str(tmp_path / "nope"), "--hyp", str(tmp_path / "hyp"), "--lang", "en"]) == 1
+    assert "nope" in capsys.readouterr().err

@@ -65,7 +65,7 @@ def stage1_config(whisper_dir, llm_dir, train_dir, **train) -> dict:
             "regime": "chunked", "train_segment_seconds": [0.5, 1.0], "decode_segment_seconds": 1.0,
             "llm_lora": {"rank": 4, "alpha": 8.0},
         },
-        "data": {"train_dir": str(train_dir), "max_tokens": 96, "batch_size": 2},
+        "data": {"train_dir": str(train_dir), "valid_dir": str(train_dir), "max_tokens": 96, "batch_size": 2},
         "optim": {"lr": 3e-3, "warmup_ratio": 0.2, "grad_clip": 1.0},
         "train": {"stage": 1, "max_steps": 6, "save_every": 2, "keep_last": 2, "avg_last": 2, "log_every": 1,
                   "seed": 0, "threads": 1, "bf16": False, **train},

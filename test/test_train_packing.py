@@ -82,3 +82,18 @@ def test_warmup_cosine_schedule():
         opt.step()
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(2e-5)
+
+
+def test_prune_keeps_last_full_checkpoints_and_weights_for_averaging(tmp_path):
+    from zipasr.train.checkpoint import STATE, WEIGHTS, list_checkpoints, prune_checkpoints, step_dir_name
+
+    for step in range(1, 7):
+        d = tmp_path / step_dir_name(step)
+        d.mkdir()
+        for name in (WEIGHTS, STATE, "mp_rank_00_model_states.pt", "rng_rank0.safetensors"):
+            (d / name).write_text("x")
+    (tmp_path / ".tmp-step_00000007").mkdir()  # a save that was killed: never listed
+    prune_checkpoints(tmp_path, keep_last=2, keep_weights_last=4)
+    assert [c.name for c in list_checkpoints(tmp_path)] == [step_dir_name(s) for s in (3, 4, 5, 6)]
+    assert sorted(p.name for p in (tmp_path / step_dir_name(3)).iterdir()) == sorted([STATE, WEIGHTS])
+    assert len(list((tmp_path / step_dir_name(5)).iterdir())) == 4

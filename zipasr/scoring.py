@@ -49,29 +49,6 @@ MISSING_TXT = "missing_utts"  # ids of reference utterances without a hypothesis
 
 
 # ---------------------------------------------------------------------------------------------
-# Kaldi-style text files
-
-
-def read_kaldi_text(path: str | Path) -> dict[str, str]:
-    """Read `utt-id text...` lines into {utt: text}; a line with only an id is an empty text.
-
-    Raises ValueError naming the file and line on a duplicate utterance id.
-    """
-    path = Path(path)
-    texts: dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.strip().split(maxsplit=1)
-            if not parts:
-                continue
-            utt = parts[0]
-            if utt in texts:
-                raise ValueError(f"{path}:{lineno}: duplicate utterance id {utt!r}")
-            texts[utt] = parts[1] if len(parts) > 1 else ""
-    return texts
-
-
-# ---------------------------------------------------------------------------------------------
 # Normalisation and tokenisation
 
 

@@ -14,6 +14,7 @@ Each sample of a batch uses its own language (mixed-language batches are routed 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import ClassVar, Iterator, Sequence
 
@@ -79,7 +80,7 @@ def kaiming_uniform_(weight: Tensor) -> Tensor:
         return weight.uniform_(-bound, bound)
 
 
-class AdapterLayer(nn.Module):
+class AdapterLayer(nn.Module, ABC):
     """A frozen `nn.Linear` W0 plus a low-rank update: y = W0 x + b + ΔW(l) x.
 
     Subclasses set `method`, `mergeable`, `needs_language`, create their parameters in `__init__`,
@@ -196,13 +197,13 @@ class AdapterLayer(nn.Module):
         # In place: W0's output is not needed by its own backward, so this saves a (B, T, d_out) tensor.
         return out.add_(delta.reshape(out.shape).to(out.dtype))
 
+    @abstractmethod
     def adapter_forward(self, x: Tensor) -> Tensor:
         """ΔW(l_b) x for every sample b: x (B, N, d_in) -> (B, N, d_out), scaled by α/r."""
-        raise NotImplementedError
 
+    @abstractmethod
     def delta_weight(self, lang: str | None = None) -> Tensor:
         """(d_out, d_in) = α/r · B_merged(lang) @ A, the update of one language as a matrix."""
-        raise NotImplementedError
 
     # ----------------------------------------------------------------- merge
     def merge(self, lang: str | None = None) -> None:

@@ -100,14 +100,12 @@ def inject_adapters(
         logger.warning("%d matching layers already carry an adapter; not wrapping them again", len(already))
 
     for index, name in enumerate(targets):
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
         layer_kwargs = dict(kwargs)
         if layer_kwargs.get("seed") is not None:
             layer_kwargs["seed"] = layer_kwargs["seed"] + index
-        layer = cls(getattr(parent, attr), languages, lang_state, **layer_kwargs)
+        layer = cls(model.get_submodule(name), languages, lang_state, **layer_kwargs)
         layer.target_modules = patterns
-        setattr(parent, attr, layer)
+        model.set_submodule(name, layer)
     logger.info("wrapped %d linear layers of %s with %s adapters (patterns %s)",
                 len(targets), type(model).__name__, method, patterns)
     return targets

@@ -17,6 +17,7 @@ binarised.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Sequence
 
 import torch
@@ -34,9 +35,9 @@ class _Zipper(AdapterLayer):
         super().__init__(base_layer, languages, lang_state, rank, alpha, dropout)
         self.lora_A = nn.Parameter(kaiming_uniform_(self.new_weight(rank, self.in_features)))
 
+    @abstractmethod
     def b_merged(self, lang_ids: Tensor) -> Tensor:
         """lang_ids (B,) -> B_merged(l_b) for each sample, (B, d_out, r)."""
-        raise NotImplementedError
 
     def adapter_forward(self, x: Tensor) -> Tensor:
         """x (B, N, d_in) -> α/r · x Aᵀ B_merged(l_b)ᵀ, (B, N, d_out)."""
@@ -102,9 +103,9 @@ class _RoutedZipper(_Zipper):
         self.B_spec = self._spec_bank(rank)  # (L, d_out, r)
         self.router = LanguageRouter(lid_embeddings, rank).to(device=self.lora_A.device, dtype=self.lora_A.dtype)
 
+    @abstractmethod
     def gate(self) -> Tensor:
         """(L, r): the rank-wise share of the language-specific bank for every language."""
-        raise NotImplementedError
 
     def b_merged(self, lang_ids: Tensor) -> Tensor:
         g = self.gate()[lang_ids].unsqueeze(1)  # (B, 1, r), broadcast over d_out: diag(g) on the right

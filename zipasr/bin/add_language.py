@@ -21,11 +21,14 @@ import argparse
 import logging
 import sys
 
+from zipasr.bin._cli import add_device_arguments, cli_main, cli_parser, torch_device
+from zipasr.config import ConfigError
+
 logger = logging.getLogger("zipasr.add_language")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("add_language", __doc__)
     p.add_argument("--src_exp", required=True, help="trained Zipper-LoRA experiment (static, hard or soft)")
     p.add_argument("--lang", required=True, help="ISO 639-1 code of the language to add")
     p.add_argument("--exp_dir", required=True, help="output experiment dir")
@@ -40,9 +43,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200, help="optimizer steps on the new language")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     p.add_argument("--batch_size", type=int, default=8, help="utterances per step")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the batch order and the torch RNG")
+    add_device_arguments(p)
     return p
 
 
@@ -59,7 +61,7 @@ def new_lid_embedding(model, cfg, args, data):
         return whisper_lid_embeddings(whisper_dir, [args.lang])[0]
     if source == "file":
         if not args.lid_file:
-            raise ValueError("--lid_source file needs --lid_file")
+            raise ConfigError("--lid_source file needs --lid_file")
         return load_lid_embeddings(args.lid_file, [args.lang])[0][0]
     # acoustic: the mean of the new language's utterance-level encoder outputs, as zipasr.bin.lid_embed
     # computes them for the trained languages (the Stage-1 encoder: adapters bypassed)
@@ -108,10 +110,8 @@ def run(args: argparse.Namespace) -> dict:
     from zipasr.train.inference import load_model
     from zipasr.train.trainer import tokenizer_fn
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch_device(args)
     model, info = load_model(args.src_exp, args.checkpoint, device)
     if info["kind"] != "experiment":
         raise ValueError(f"{args.src_exp} is an export dir; adding a language needs the experiment dir")
@@ -163,14 +163,10 @@ def run(args: argparse.Namespace) -> dict:
     return {"losses": losses, **summary}
 
 
+@cli_main("add_language")
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"add_language: {err}", file=sys.stderr)
-        return 2
+    run(args)
     return 0
 
 

@@ -5,30 +5,26 @@ dirs without `segments` get whole-recording segments when others have them.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from zipasr.data.datadir import DataDir, DataDirError, combine
+from zipasr.bin._cli import cli_main, cli_parser
+from zipasr.data.datadir import DataDir, combine
+
+log = logging.getLogger("zipasr.combine_data")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zipasr.bin.combine_data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+@cli_main("combine_data")
+def main(argv: list[str] | None = None) -> int:
+    parser = cli_parser("combine_data", __doc__)
     parser.add_argument("out", help="data dir to write")
     parser.add_argument("inputs", nargs="+", help="data dirs to combine")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [combine] %(message)s")
-    log = logging.getLogger("combine")
-    try:
-        dirs = [DataDir.load(d) for d in args.inputs]
-        for d in dirs:
-            d.validate()
-        out = combine(dirs, names=args.inputs)
-        out.write(args.out)
-    except DataDirError as err:
-        log.error("%s", err)
-        return 1
+    dirs = [DataDir.load(d) for d in args.inputs]
+    for d in dirs:
+        d.validate()
+    out = combine(dirs, names=args.inputs)
+    out.write(args.out)
     langs = {}
     for utt, lang in out.utt2lang.items():
         langs[lang] = langs.get(lang, 0.0) + out.utt2dur[utt] / 3600

@@ -11,25 +11,23 @@ the ark files, split lists, per-job logs and `.done.J` markers go to --feat_dir 
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-from zipasr.data.audio import AudioError
-from zipasr.data.datadir import DataDirError
+from zipasr.bin._cli import cli_main, cli_parser
 from zipasr.data.dump import default_feat_dir, dump_features, run_job
 from zipasr.data.features import FeatureExtractor
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zipasr.bin.dump_feats", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", required=True)
+@cli_main("dump_feats", also=(RuntimeError,))  # RuntimeError: the job runner failed
+def main(argv: list[str] | None = None) -> int:
+    parser = cli_parser("dump_feats", __doc__)
+    parser.add_argument("--data_dir", required=True, help="input data dir (wav.scp, text, ...)")
     parser.add_argument("--out_dir", help="output data dir with feats.scp (required unless --job)")
     parser.add_argument("--feat_dir", help="where arks, splits, logs and markers go")
     mel = parser.add_mutually_exclusive_group()
     mel.add_argument("--encoder_dir", help="Whisper checkpoint dir: n_mels and settings from its configs")
-    mel.add_argument("--n_mels", type=int, default=80, choices=(80, 128))
+    mel.add_argument("--n_mels", type=int, default=80, choices=(80, 128),
+                     help="mel bins without --encoder_dir (Whisper large-v3: 128, earlier: 80)")
     parser.add_argument("--nj", type=int, default=1, help="number of splits (parallel jobs)")
     parser.add_argument("--cmd", default="", help="job runner, e.g. 'utils/run.pl' or 'utils/slurm.pl --mem 4G'")
     parser.add_argument("--job", type=int, help="run only split JOB (1-based); used by the job runner")
@@ -37,8 +35,10 @@ def main(argv=None) -> int:
                         help="skip utterances whose audio cannot be read (listed in <feat_dir>/bad.*) "
                              "instead of failing")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [dump_feats] %(message)s")
-    log = logging.getLogger("dump_feats")
+    if args.job is not None and not args.feat_dir:
+        parser.error("--job needs --feat_dir")
+    if args.job is None and not args.out_dir:
+        parser.error("--out_dir is required")
     import torch
 
     torch.set_num_threads(1)  # one core per job; parallelism comes from --nj
@@ -47,19 +47,11 @@ def main(argv=None) -> int:
     else:
         extractor = FeatureExtractor(args.n_mels)
     spec = {"encoder_dir": args.encoder_dir} if args.encoder_dir else {"n_mels": args.n_mels}
-    try:
-        if args.job is not None:
-            if not args.feat_dir:
-                parser.error("--job needs --feat_dir")
-            run_job(args.data_dir, args.feat_dir, args.nj, args.job, extractor, skip_bad=args.skip_bad)
-            return 0
-        if not args.out_dir:
-            parser.error("--out_dir is required")
+    if args.job is not None:
+        run_job(args.data_dir, args.feat_dir, args.nj, args.job, extractor, skip_bad=args.skip_bad)
+    else:
         dump_features(args.data_dir, args.out_dir, extractor, spec, nj=args.nj, cmd=args.cmd,
                       feat_dir=args.feat_dir or default_feat_dir(args.out_dir), skip_bad=args.skip_bad)
-    except (AudioError, DataDirError, RuntimeError) as err:
-        log.error("%s", err)
-        return 1
     return 0
 
 

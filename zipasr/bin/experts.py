@@ -20,11 +20,13 @@ import argparse
 import logging
 import sys
 
+from zipasr.bin._cli import add_device_arguments, cli_main, cli_parser, torch_device
+
 logger = logging.getLogger("zipasr.experts")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("experts", __doc__)
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_text in (("fuse", "expert fusion (language-aware)"),
                             ("distill", "distil the experts into one Vanilla-LoRA (language-agnostic)")):
@@ -38,9 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
         s.add_argument("--steps", type=int, default=200, help="optimizer steps")
         s.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
         s.add_argument("--batch_size", type=int, default=8, help="utterances per step")
-        s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-        s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        s.add_argument("--seed", type=int, default=0, help="seed of the batch order and the torch RNG")
+        add_device_arguments(s)
         if name == "distill":
             s.add_argument("--level", choices=["llm", "layer"], default="llm",
                            help="llm: KL of the LLM's token distributions; layer: MSE of each adapter layer's output")
@@ -59,10 +60,8 @@ def _load(args):
 
     from zipasr.train.inference import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    args.device = torch_device(args)
     model, info = load_model(args.src_exp, args.checkpoint, args.device)
     method = info["config"].model.encoder_adapter.method if info["kind"] == "experiment" else None
     if method != "independent":
@@ -133,14 +132,10 @@ def distill(args: argparse.Namespace) -> dict:
     return {"losses": losses}
 
 
+@cli_main("experts")
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        (fuse if args.command == "fuse" else distill)(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"experts: {err}", file=sys.stderr)
-        return 2
+    (fuse if args.command == "fuse" else distill)(args)
     return 0
 
 

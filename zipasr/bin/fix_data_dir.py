@@ -7,34 +7,30 @@ with its reasons in <dir>/fix_report (also logged). The dir is replaced atomical
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections import Counter
 
 from tqdm import tqdm
 
+from zipasr.bin._cli import cli_main, cli_parser
 from zipasr.data.audio import AudioError, audio_duration
-from zipasr.data.datadir import DataDir, DataDirError, fix, write_kaldi_map
+from zipasr.data.datadir import DataDir, fix, write_kaldi_map
+
+log = logging.getLogger("zipasr.fix_data_dir")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zipasr.bin.fix_data_dir", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_dir")
+@cli_main("fix_data_dir")
+def main(argv: list[str] | None = None) -> int:
+    parser = cli_parser("fix_data_dir", __doc__)
+    parser.add_argument("data_dir", help="data dir to repair")
     parser.add_argument("--out", default=None, help="write the fixed dir here instead of in place")
     parser.add_argument("--check_audio", "--check-audio", action="store_true",
                         help="also drop utterances whose audio cannot be read")
     parser.add_argument("--compute_durations", action="store_true",
                         help="fill in missing utt2dur entries from the audio (segments: end - start)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [fix] %(message)s")
-    log = logging.getLogger("fix")
-    try:
-        dd = DataDir.load(args.data_dir, strict=False)
-    except DataDirError as err:
-        log.error("%s", err)
-        return 1
+    dd = DataDir.load(args.data_dir, strict=False)
     if args.compute_durations:
         for utt in tqdm(sorted(set(dd.text) - set(dd.utt2dur)), desc="durations", unit="utt"):
             try:
@@ -47,9 +43,9 @@ def main(argv=None) -> int:
     fixed, dropped = fix(dd, check_audio=args.check_audio, progress=True)
     out = args.out or args.data_dir
     if not fixed.text:
-        log.error("no consistent utterance left in %s; nothing written. First problems: %s", args.data_dir,
-                  "; ".join(r for reasons in list(dropped.values())[:5] for r in reasons))
-        return 1
+        first = [r for reasons in list(dropped.values())[:5] for r in reasons]
+        raise ValueError(f"no consistent utterance left in {args.data_dir}; nothing written. "
+                         f"First problems: {'; '.join(first)}")
     fixed.write(out)
     write_kaldi_map(f"{out}/fix_report", {u: "; ".join(r) for u, r in dropped.items()})
     # Count reasons without the utterance id: "text: u1: empty transcript" -> "text: empty transcript".

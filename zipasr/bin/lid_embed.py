@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import torch
 
+from zipasr.bin._cli import cli_main, cli_parser
 from zipasr.languages import check_languages
 from zipasr.model.lid import (
     LID_SOURCES,
@@ -34,7 +36,7 @@ logger = logging.getLogger("zipasr.bin.lid_embed")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("lid_embed", __doc__)
     p.add_argument("--source", required=True, choices=LID_SOURCES, help="where e(l) comes from")
     p.add_argument("--languages", required=True, nargs="+", help="ISO 639-1 codes, in the model's order")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors (tensor lid_embeddings (L, d))")
@@ -53,21 +55,16 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _need(args, *names):
-    missing = [f"--{n}" for n in names if getattr(args, n) is None]
-    if missing:
-        raise SystemExit(f"--source {args.source} needs {' '.join(missing)}")
+# The arguments each source needs (argparse cannot express "required when --source is X").
+NEEDS = {"whisper": ("whisper_dir",), "file": ("file",), "acoustic": ("encoder_dir", "data_dir")}
 
 
 def compute(args) -> torch.Tensor:
     languages = check_languages(args.languages)
     if args.source == "whisper":
-        _need(args, "whisper_dir")
         return whisper_lid_embeddings(args.whisper_dir, languages)
     if args.source == "file":
-        _need(args, "file")
         return load_lid_embeddings(args.file, languages)[0]
-    _need(args, "encoder_dir", "data_dir")
     from zipasr.data.features import FeatureExtractor, load_features
     from zipasr.model.encoder import WhisperSpeechEncoder
     from zipasr.model.speech_llm import load_module_weights, seconds_to_frames
@@ -84,9 +81,13 @@ def compute(args) -> torch.Tensor:
                                    batch_size=args.batch_size, total=len(pairs))
 
 
-def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = get_parser().parse_args(argv)
+@cli_main("lid_embed")
+def main(argv: list[str] | None = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    missing = [f"--{n}" for n in NEEDS[args.source] if getattr(args, n) is None]
+    if missing:
+        parser.error(f"--source {args.source} needs {' '.join(missing)}")
     emb = compute(args)
     save_lid_embeddings(emb, args.languages, args.out, source=args.source)
     heatmap = args.heatmap or args.out.with_suffix(".png")
@@ -99,7 +100,8 @@ def main(argv=None) -> None:
     print("cosine similarity:\n      " + " ".join(f"{c:>6}" for c in args.languages))
     for code, row in zip(args.languages, sim.tolist()):
         print(f"{code:>6} " + " ".join(f"{v:6.3f}" for v in row))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

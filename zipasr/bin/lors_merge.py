@@ -17,11 +17,13 @@ import argparse
 import logging
 import sys
 
+from zipasr.bin._cli import cli_main, cli_parser
+
 logger = logging.getLogger("zipasr.lors_merge")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("lors_merge", __doc__)
     p.add_argument("--exp_dir", required=True, help="output experiment dir (config.yaml + final/)")
     p.add_argument("--src_exp", default=None, help="experiment with per-language encoder adapters (independent)")
     p.add_argument("--config", default=None, help="YAML with LorsConfig keys (rank_ratio, sparsity, scale, ...)")
@@ -34,7 +36,7 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     from dataclasses import asdict
 
-    from zipasr.config import load_config
+    from zipasr.config import ConfigError, load_config
     from zipasr.sibling.common import write_experiment
     from zipasr.sibling.lors import LorsConfig, lors_merge_encoder
     from zipasr.train.inference import load_model
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.src_exp:
         cfg.source_exp = args.src_exp
     if not cfg.source_exp:
-        raise ValueError("no source experiment: give --src_exp or source_exp in the config")
+        raise ConfigError("no source experiment: give --src_exp or source_exp in the config")
     model, info = load_model(cfg.source_exp, args.checkpoint)
     if info["kind"] != "experiment":
         raise ValueError(f"{cfg.source_exp} is an export dir; LoRS merges the adapters of an experiment dir")
@@ -62,14 +64,10 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+@cli_main("lors_merge")
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"lors_merge: {err}", file=sys.stderr)
-        return 2
+    run(args)
     return 0
 
 

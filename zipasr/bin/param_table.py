@@ -13,24 +13,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import torch
 import yaml
 
 from zipasr.adapters import ADAPTERS, adapter_layers, format_parameter_table, inject_adapters, trainable_parameter_table
+from zipasr.bin._cli import cli_main, cli_parser
 from zipasr.config import ConfigError, apply_overrides, from_dict
 from zipasr.model.encoder import WhisperSpeechEncoder, check_checkpoint_dir
 from zipasr.model.lid import lid_embeddings_for_model
 from zipasr.model.llm import llm_lora_targets
 from zipasr.model.projector import build_projector
-from zipasr.model.speech_llm import ModelConfig
+from zipasr.model.speech_llm import ModelConfig, count_trainable
 
 logger = logging.getLogger("zipasr.bin.param_table")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("param_table", __doc__)
     p.add_argument("--config", required=True, type=Path, help="experiment YAML (model: section) or model YAML")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model-config key, e.g. encoder_adapter.rank=16 (repeatable)")
@@ -56,10 +58,6 @@ def load_model_config(path: Path, overrides: list[str]) -> ModelConfig:
         raise ConfigError(f"{path}: {err}") from None
 
 
-def count_trainable(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 def llm_side_counts(cfg: ModelConfig) -> tuple[int, int, int]:
     """(LLM parameters, LLM-LoRA trainable parameters, LLM width), from config.json on the meta device."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -75,9 +73,12 @@ def llm_side_counts(cfg: ModelConfig) -> tuple[int, int, int]:
     return total, lora, llm.get_input_embeddings().embedding_dim
 
 
-def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = get_parser().parse_args(argv)
+@cli_main("param_table")
+def main(argv: list[str] | None = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not isinstance(args.method_kwargs, dict):
+        parser.error(f"--method_kwargs must be a mapping of method -> kwargs, got {args.method_kwargs!r}")
     cfg = load_model_config(args.config, args.overrides)
     adapter = cfg.encoder_adapter
     encoder = WhisperSpeechEncoder.from_pretrained(cfg.encoder_dir).whisper
@@ -89,8 +90,6 @@ def main(argv=None) -> None:
         logger.warning("LID embeddings unavailable (%s); router sized for width %d", err, encoder.config.d_model)
         lid = None
     method_kwargs = {adapter.method: dict(adapter.method_kwargs)} if adapter.method else {}
-    if not isinstance(args.method_kwargs, dict):
-        raise SystemExit(f"--method_kwargs must be a mapping of method -> kwargs, got {args.method_kwargs!r}")
     for method, kwargs in args.method_kwargs.items():
         method_kwargs.setdefault(method, {}).update(kwargs)
     rows = trainable_parameter_table(
@@ -107,7 +106,8 @@ def main(argv=None) -> None:
     print(format_parameter_table(rows))
     print(f"also trained in both stages: projector {projector:,}, LLM LoRA {llm_lora:,} "
           f"(rank {cfg.llm_lora.rank}); Stage 1 also trains the whole encoder ({encoder_total:,})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

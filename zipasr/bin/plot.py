@@ -22,6 +22,7 @@ import math
 import sys
 from pathlib import Path
 
+from zipasr.bin._cli import cli_main, cli_parser
 from zipasr.plots import load_embeddings_npz, plot_radar, plot_relative_change, plot_tsne
 from zipasr.results import REGIMES, build_tables, collect_results, relative_change
 
@@ -31,9 +32,7 @@ DEFAULT_BASELINE = "vanilla"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m zipasr.bin.plot", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("plot", __doc__)
     p.add_argument("--results", nargs="+", default=[], metavar="DIR",
                    help="experiment directories with scored decodes")
     p.add_argument("--out", required=True, help="output directory for the PNG files")
@@ -96,22 +95,19 @@ def unique_tags(paths: list[str]) -> list[str]:
     raise ValueError(f"the same --tsne file is given twice: {paths}")
 
 
+@cli_main("plot")
 def main(argv: list[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.results and not args.tsne:
         parser.error("nothing to plot: give --results and/or --tsne")
     out_dir = Path(args.out)
-    try:
-        if args.results:
-            plot_results(args.results, out_dir, args.baseline)
-        for npz, tag in zip(args.tsne, unique_tags(args.tsne)):
-            emb, langs = load_embeddings_npz(npz)
-            plot_tsne(emb, langs, out_dir / f"tsne_{tag}.png",
-                      f"t-SNE of encoder outputs: {'/'.join(Path(npz).parts[-3:])}", seed=args.seed)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"plot: {err}") from None
+    if args.results:
+        plot_results(args.results, out_dir, args.baseline)
+    for npz, tag in zip(args.tsne, unique_tags(args.tsne)):
+        emb, langs = load_embeddings_npz(npz)
+        plot_tsne(emb, langs, out_dir / f"tsne_{tag}.png",
+                  f"t-SNE of encoder outputs: {'/'.join(Path(npz).parts[-3:])}", seed=args.seed)
     return 0
 
 

@@ -10,20 +10,21 @@ Each corpus module's docstring (zipasr/data/corpora/) states the layout it reads
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
-from zipasr.data.corpora import CORPORA, CorpusError
-from zipasr.data.datadir import DataDirError, write_kaldi_map
-from zipasr.languages import UnknownLanguageError
+from zipasr.bin._cli import cli_main, cli_parser
+from zipasr.data.corpora import CORPORA
+from zipasr.data.datadir import write_kaldi_map
+
+log = logging.getLogger("zipasr.prepare")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zipasr.bin.prepare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("corpus", choices=sorted(CORPORA))
+@cli_main("prepare")
+def main(argv: list[str] | None = None) -> int:
+    parser = cli_parser("prepare", __doc__)
+    parser.add_argument("corpus", choices=sorted(CORPORA), help="corpus layout to read")
     parser.add_argument("--root", required=True, help="corpus folder (see the corpus module for which one)")
     parser.add_argument("--split", required=True, help="corpus split / subset name")
     parser.add_argument("--out", required=True, help="data dir to write (replaced atomically)")
@@ -32,15 +33,8 @@ def main(argv=None) -> int:
                         help="skip bad entries (missing audio, empty transcript, duplicate id) and list them in "
                              "<out>/prepare_skipped instead of failing")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [prepare] %(message)s")
-    log = logging.getLogger("prepare")
-    try:
-        prepare = CORPORA[args.corpus]
-        skipped: dict[str, str] = {}
-        dd = prepare(args.root, args.split, lang=args.lang, skip_bad=args.skip_bad, report=skipped)
-    except (CorpusError, DataDirError, UnknownLanguageError) as err:
-        log.error("%s", err)
-        return 1
+    skipped: dict[str, str] = {}
+    dd = CORPORA[args.corpus](args.root, args.split, lang=args.lang, skip_bad=args.skip_bad, report=skipped)
     dd.write(args.out)
     Path(args.out, "prepare_skipped").unlink(missing_ok=True)
     if skipped:

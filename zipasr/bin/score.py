@@ -13,16 +13,16 @@ import logging
 import sys
 from pathlib import Path
 
+from zipasr.bin._cli import cli_main, cli_parser
+from zipasr.data.datadir import read_kaldi_map
 from zipasr.languages import LANGUAGES
-from zipasr.scoring import (MISSING_TXT, read_kaldi_text, score_texts, write_report)
+from zipasr.scoring import MISSING_TXT, score_texts, write_report
 
 logger = logging.getLogger("zipasr.score")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m zipasr.bin.score", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("score", __doc__)
     p.add_argument("--ref", required=True, help="reference text file (utt-id text...)")
     p.add_argument("--hyp", required=True, help="hypothesis text file (utt-id text...)")
     p.add_argument("--lang", default=None,
@@ -35,20 +35,21 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main("score")
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = get_parser()
+    args = parser.parse_args(argv)
     utt2lang_path = Path(args.ref).parent / "utt2lang"
     if args.lang is None and not utt2lang_path.is_file():
-        raise SystemExit(f"score: no --lang given and no utt2lang beside the reference ({utt2lang_path})")
+        parser.error(f"no --lang given and no utt2lang beside the reference ({utt2lang_path})")
+    refs = read_kaldi_map(args.ref)
+    hyps = read_kaldi_map(args.hyp)
+    # --lang wins over a utt2lang file.
+    utt2lang = args.lang if args.lang is not None else read_kaldi_map(utt2lang_path)
     try:
-        refs = read_kaldi_text(args.ref)
-        hyps = read_kaldi_text(args.hyp)
-        # --lang wins over a utt2lang file.
-        utt2lang = args.lang if args.lang is not None else read_kaldi_text(utt2lang_path)
         report = score_texts(refs, hyps, utt2lang, preserve_marks=args.preserve_marks)
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"score: {args.hyp} vs {args.ref}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{args.hyp} vs {args.ref}: {err}") from None
 
     if report.missing:
         where = f", listed in {Path(args.out) / MISSING_TXT}" if args.out else ""

@@ -15,15 +15,14 @@ import logging
 import sys
 from pathlib import Path
 
+from zipasr.bin._cli import cli_main, cli_parser
 from zipasr.results import format_csv, format_markdown, result_tables
 
 logger = logging.getLogger("zipasr.show_results")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m zipasr.bin.show_results", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("show_results", __doc__)
     p.add_argument("exp_dirs", nargs="+", metavar="DIR", help="experiment directories")
     p.add_argument("--baseline", default=None,
                    help="method key for the relative-change tables, e.g. vanilla (default: none)")
@@ -33,13 +32,10 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main("show_results")
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        tables = result_tables(args.exp_dirs, args.baseline)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"show_results: {err}") from None
+    tables = result_tables(args.exp_dirs, args.baseline)
     text = format_markdown(tables) if args.format == "md" else format_csv(tables)
     sys.stdout.write(text)
     if args.out:

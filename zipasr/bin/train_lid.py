@@ -15,11 +15,13 @@ import argparse
 import logging
 import sys
 
+from zipasr.bin._cli import cli_main, cli_parser
+
 logger = logging.getLogger("zipasr.train_lid")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("train_lid", __doc__)
     p.add_argument("--exp_dir", required=True, help="a trained experiment (Stage 1, or Stage 2 of any method)")
     p.add_argument("--data_dir", required=True, help="Kaldi data dir with utt2lang (feats.scp or wav.scp)")
     p.add_argument("--out_dir", default=None, help="where to write the classifier (default: EXP/lid)")
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace):
     import torch
 
     from zipasr.data.features import FeatureExtractor
+    from zipasr.data.subset import first_per_language
     from zipasr.sibling.lid_classifier import train_lid_classifier
     from zipasr.train.dataset import SpeechDataset
     from zipasr.train.inference import load_model
@@ -46,12 +49,7 @@ def run(args: argparse.Namespace):
     model, info = load_model(args.exp_dir, args.checkpoint)
     data = SpeechDataset(args.data_dir, model.languages, None,
                          extractor=FeatureExtractor.from_encoder_dir(info["encoder_dir"]), cache=False)
-    taken: dict[str, int] = {}
-    chosen = []
-    for i, utt in enumerate(data.utterances):
-        if args.max_per_language is None or taken.get(utt.lang, 0) < args.max_per_language:
-            taken[utt.lang] = taken.get(utt.lang, 0) + 1
-            chosen.append(i)
+    chosen = first_per_language([utt.lang for utt in data.utterances], args.max_per_language)
     items = ((torch.from_numpy(data.features(i)), data.utterances[i].lang) for i in chosen)
     clf, accuracy = train_lid_classifier(model.encoder, items, model.languages,
                                          segment_frames=model.segment_frames(None), c=args.c,
@@ -63,14 +61,10 @@ def run(args: argparse.Namespace):
     return out_dir, accuracy
 
 
+@cli_main("train_lid")
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"train_lid: {err}", file=sys.stderr)
-        return 2
+    run(args)
     return 0
 
 

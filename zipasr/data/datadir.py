@@ -95,6 +95,12 @@ def read_kaldi_map(path, problems: list[str] | None = None, bad_keys: set[str] |
     return out
 
 
+def _parse_segment(value: str) -> Segment:
+    """'recording start end' (seconds) -> Segment; IndexError/ValueError when malformed."""
+    parts = value.split()
+    return Segment(parts[0], float(parts[1]), float(parts[2]))
+
+
 def _is_sorted(path: Path) -> bool:
     keys = [line.split(maxsplit=1)[0] for line in path.read_bytes().splitlines() if line.strip()]
     return all(a < b for a, b in zip(keys, keys[1:]))
@@ -199,33 +205,26 @@ class DataDir:
         dd.utt2spk = read("utt2spk")
         dd.utt2lang = read("utt2lang") or {}
         value_problems: list[str] = []
-        durs = read("utt2dur") or {}
-        for utt, value in durs.items():
-            try:
-                dd.utt2dur[utt] = float(value)
-            except ValueError:
-                value_problems.append(f"utt2dur: {utt}: not a number: {value!r}")
-                bad.add(utt)
-        segs = read("segments")
-        if segs is not None:
-            dd.segments = {}
-            for utt, value in segs.items():
-                parts = value.split()
+
+        def parse(name, convert, problem):
+            """`name`'s values converted; a value `convert` rejects is a problem (`problem` formats it)
+            and a bad utterance."""
+            raw = read(name)
+            if raw is None:
+                return None
+            out = {}
+            for utt, value in raw.items():
                 try:
-                    dd.segments[utt] = Segment(parts[0], float(parts[1]), float(parts[2]))
+                    out[utt] = convert(value)
                 except (IndexError, ValueError):
-                    value_problems.append(f"segments: {utt}: expected 'recording start end', got {value!r}")
+                    value_problems.append(f"{name}: {utt}: " + problem.format(repr(value)))
                     bad.add(utt)
+            return out
+
+        dd.utt2dur = parse("utt2dur", float, "not a number: {}") or {}
+        dd.segments = parse("segments", _parse_segment, "expected 'recording start end', got {}")
         dd.feats_scp = read("feats.scp")
-        frames = read("utt2num_frames")
-        if frames is not None:
-            dd.utt2num_frames = {}
-            for utt, value in frames.items():
-                try:
-                    dd.utt2num_frames[utt] = int(value)
-                except ValueError:
-                    value_problems.append(f"utt2num_frames: {utt}: not an integer: {value!r}")
-                    bad.add(utt)
+        dd.utt2num_frames = parse("utt2num_frames", int, "not an integer: {}")
         spk2utt = read("spk2utt")
         if value_problems and strict:
             raise DataDirError(path, value_problems)

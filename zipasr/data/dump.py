@@ -169,7 +169,7 @@ def _run_with_runner(cmd, data_dir, feat_dir: Path, nj: int, extractor, extracto
                 break
             time.sleep(0.5)
     if rc != 0:
-        raise RuntimeError(f"dump_feats: job runner {cmd!r} failed (exit {rc}); see {feat_dir}/log/dump_feats.*.log")
+        raise RuntimeError(f"job runner {cmd!r} failed (exit {rc}); see {feat_dir}/log/dump_feats.*.log")
 
 
 def merge(dd: DataDir, feat_dir: Path, nj: int, out_dir) -> DataDir:

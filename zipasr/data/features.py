@@ -56,9 +56,6 @@ class FeatureExtractor:
         """Everything that determines the output (mel bins, FFT, hop, ...), e.g. to tell dumps apart."""
         return self._fe.to_dict()
 
-    def num_frames(self, n_samples: int) -> int:
-        return n_samples // self.hop_length
-
     def compute(self, audio: np.ndarray) -> np.ndarray:
         """audio float32 (n,) 16 kHz mono -> log-mel float32 (n_mels, n // 160)."""
         audio = np.asarray(audio, dtype=np.float32)

@@ -7,6 +7,7 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Container, Sequence
 
 import numpy as np
 
@@ -117,8 +118,24 @@ def subset_by_count(dd: DataDir, n: int, seed: int = 0) -> DataDir:
 
 
 def subset_by_lang(dd: DataDir, langs: list[str]) -> DataDir:
-    return dd.select(u for u, lang in dd.utt2lang.items() if lang in set(langs))
+    """The utterances whose utt2lang code is one of `langs`."""
+    keep = set(langs)
+    return dd.select(u for u, lang in dd.utt2lang.items() if lang in keep)
+
+
+def first_per_language(langs: Sequence[str], limit: int | None,
+                       keep: Container[str] | None = None) -> list[int]:
+    """Indices (in order) of the first `limit` entries of each language in `langs` (all: limit None);
+    languages not in `keep` (when given) are left out."""
+    taken: Counter = Counter()
+    chosen = []
+    for i, lang in enumerate(langs):
+        if (keep is None or lang in keep) and (limit is None or taken[lang] < limit):
+            taken[lang] += 1
+            chosen.append(i)
+    return chosen
 
 
 def read_id_lists(paths: list[Path]) -> list[str]:
+    """The ids of several list files, concatenated in order (repeats kept: they mean upsampling)."""
     return [i for p in paths for i in read_id_list(p)]

@@ -47,6 +47,13 @@ def lengths_to_mask(lens: Tensor, max_len: int) -> Tensor:
     return torch.arange(max_len, device=lens.device)[None, :] < lens[:, None]
 
 
+def masked_mean(hidden: Tensor, lens: Tensor) -> Tensor:
+    """Mean over the valid frames: hidden (B, T, d), lens (B,) -> (B, d) float32."""
+    lens = lens.to(hidden.device)
+    summed = (hidden.float() * lengths_to_mask(lens, hidden.shape[1])[..., None]).sum(1)
+    return summed / lens.clamp(min=1)[:, None].float()
+
+
 class WhisperSpeechEncoder(nn.Module):
     """Variable-length Whisper encoder.
 
@@ -187,8 +194,7 @@ class WhisperSpeechEncoder(nn.Module):
 
         Used for the `acoustic` LID embeddings and the t-SNE of encoder outputs (paper Fig. 8).
         """
-        hidden, lens = self(feats, feat_lens, segment_frames)
-        return hidden.float().sum(1) / lens.clamp(min=1)[:, None].to(torch.float32)
+        return masked_mean(*self(feats, feat_lens, segment_frames))
 
 
 def split_segments(feats: Tensor, feat_lens: Tensor, segment_frames: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -138,18 +138,14 @@ def datadir_items(data_dir: str | Path, languages: Sequence[str],
                   max_per_language: int | None = None) -> tuple[list[tuple[str, str]], object]:
     """(utt, lang) pairs of a data dir (utt2lang), at most `max_per_language` each, and the loaded DataDir."""
     from zipasr.data.datadir import DataDir
+    from zipasr.data.subset import first_per_language
 
     dd = DataDir.load(data_dir)
     if not dd.utt2lang:
         raise ValueError(f"{data_dir} has no utt2lang; acoustic LID embeddings need each utterance's language")
-    taken: dict[str, int] = {}
-    pairs = []
-    for utt in dd.utt_ids:
-        lang = dd.utt2lang[utt]
-        if lang in languages and (max_per_language is None or taken.get(lang, 0) < max_per_language):
-            taken[lang] = taken.get(lang, 0) + 1
-            pairs.append((utt, lang))
-    return pairs, dd
+    pairs = [(utt, dd.utt2lang[utt]) for utt in dd.utt_ids]
+    chosen = first_per_language([lang for _, lang in pairs], max_per_language, keep=set(languages))
+    return [pairs[i] for i in chosen], dd
 
 
 def save_lid_embeddings(embeddings: Tensor, languages: Sequence[str], path: str | Path, source: str) -> Path:

@@ -17,12 +17,8 @@ logger = logging.getLogger(__name__)
 
 # Suffixes of the linear layers that get plain LoRA on the LLM side, per model_type (attention + FFN,
 # paper Sec. V-B). Other causal LMs: pass target_modules in the config.
-LLM_LORA_TARGETS: dict[str, list[str]] = {
-    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-}
+_LLAMA_STYLE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LLM_LORA_TARGETS: dict[str, list[str]] = {name: list(_LLAMA_STYLE) for name in ("qwen3", "qwen2", "llama", "mistral")}
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 

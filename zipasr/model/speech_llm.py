@@ -263,8 +263,8 @@ class SpeechLLM(nn.Module):
         self.projector.requires_grad_(True)
 
     def trainable_parameter_count(self) -> dict[str, int]:
-        count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
-        return {"encoder": count(self.encoder), "projector": count(self.projector), "llm": count(self.llm)}
+        return {"encoder": count_trainable(self.encoder), "projector": count_trainable(self.projector),
+                "llm": count_trainable(self.llm)}
 
     def save_trainable(self, out_dir: str | Path) -> Path:
         """Write the parts that training changes (never the frozen LLM):
@@ -432,6 +432,11 @@ def packed_causal_mask(sample_ids: Tensor, dtype: torch.dtype) -> Tensor:
     allowed = (same & causal) | torch.eye(L, dtype=torch.bool, device=sample_ids.device)
     mask = torch.zeros(allowed.shape, dtype=dtype, device=sample_ids.device)
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def count_trainable(module: nn.Module) -> int:
+    """Number of parameters of `module` with requires_grad."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def _pad(rows: list[list], value, device, dtype=torch.long) -> Tensor:

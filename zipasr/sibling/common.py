@@ -18,9 +18,7 @@ def replace_modules(model: nn.Module, kind: type | tuple[type, ...],
     names = [n for n, m in model.named_modules() if isinstance(m, kind) and n]
     names = [n for n in names if not any(n.startswith(o + ".") for o in names)]  # outermost matches only
     for name in names:
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, build(getattr(parent, attr)))
+        model.set_submodule(name, build(model.get_submodule(name)))
     return names
 
 

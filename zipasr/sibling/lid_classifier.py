@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zipasr.languages import check_languages
+from zipasr.model.encoder import masked_mean
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +37,15 @@ CLASSIFIER_WEIGHTS = "lid_classifier.safetensors"
 CLASSIFIER_CONFIG = "lid_classifier.json"
 
 
-def masked_mean(hidden: Tensor, lens: Tensor) -> Tensor:
-    """Mean over the valid frames: hidden (B, T, d), lens (B,) -> (B, d) float32."""
-    mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lens.to(hidden.device)[:, None]
-    summed = (hidden.float() * mask[..., None]).sum(1)
-    return summed / lens.to(hidden.device).clamp(min=1)[:, None].float()
-
-
-class LanguageDetector(nn.Module):
+class LanguageDetector(nn.Module, ABC):
     """Interface: posteriors(model, feats, feat_lens, segment_frames) -> (B, L) over `languages`."""
 
     languages: list[str]
 
+    @abstractmethod
     def posteriors(self, model: nn.Module, feats: Tensor, feat_lens: Tensor,
                    segment_frames: int | None = None) -> Tensor:
-        raise NotImplementedError
+        """feats (B, n_mels, T), feat_lens (B,) -> language posteriors (B, L), rows summing to 1."""
 
 
 @contextmanager

@@ -18,11 +18,13 @@ packing), so N processes with batch B give the same gradients as one process wit
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ import torch
 import yaml
 
 from zipasr.config import ConfigError, save_config, to_dict
-from zipasr.train.checkpoint import (WEIGHTS, average_checkpoints, list_checkpoints, load_checkpoint,
+from zipasr.train.checkpoint import (STATE, WEIGHTS, average_checkpoints, list_checkpoints, load_checkpoint,
                                      load_trainable_state, prune_checkpoints, save_checkpoint, save_weights)
 from zipasr.train.config import ExperimentConfig, resolve_checkpoint_paths
 from zipasr.train.dataset import SpeechDataset
@@ -209,6 +211,37 @@ def bf16_available(device: torch.device) -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+class Prefetcher:
+    """Builds the next step's batches in a background thread while the current step computes (features read
+    from disk when they are not cached in memory); a no-op wrapper around `collate` when disabled."""
+
+    def __init__(self, collate, enabled: bool):
+        self.collate = collate
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") if enabled else None
+        self.pending: dict[tuple, Future] = {}
+
+    @staticmethod
+    def _key(rows) -> tuple:
+        return tuple(tuple(row) for row in rows)
+
+    def prefetch(self, rows_list) -> None:
+        if self.pool is None:
+            return
+        for rows in rows_list:
+            key = self._key(rows)
+            if key not in self.pending:
+                self.pending[key] = self.pool.submit(self.collate, rows)
+
+    def get(self, rows):
+        future = self.pending.pop(self._key(rows), None)
+        return future.result() if future is not None else self.collate(rows)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending.clear()
+
+
 # --------------------------------------------------------------------------- validation
 @torch.no_grad()
 def validate(model, dataset: SpeechDataset, cfg: ExperimentConfig, rank: int, world: int,
@@ -244,6 +277,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
     setup_logging(exp_dir, rank)
     cfg = resolve_checkpoint_paths(cfg)
     check_exp_dir(cfg, exp_dir, resume)
+    barrier()  # every process has read the old config.yaml before rank 0 rewrites it
     if rank == 0:
         save_config(cfg, exp_dir / "config.yaml")
     final_dir = exp_dir / "final"
@@ -296,6 +330,10 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
     if resume:
         ckpts = list_checkpoints(ckpt_root)
         if ckpts:
+            saved_world = json.loads((ckpts[-1] / STATE).read_text())["world_size"]
+            if saved_world != world:
+                raise ConfigError(f"{ckpts[-1]} was written by {saved_world} processes; resume with the same number "
+                                  f"(this run has {world}): the batch order and optimizer partitions depend on it")
             state = load_checkpoint(engine, model, ckpts[-1], rank)
             step, micro_count, bad_total = state["step"], state["micro_count"], state["bad_total"]
             order.load_state_dict(state["order"])
@@ -327,6 +365,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
 
     engine.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
+    loader = Prefetcher(dataset.collate, enabled=not cfg.data.cache_features)
     bar = tqdm(total=total_steps, initial=step, desc=f"stage {cfg.train.stage}", unit="step",
                disable=rank != 0, dynamic_ncols=True)
     window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "time": time.perf_counter()}
@@ -334,17 +373,18 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
     saved_at = step if list_checkpoints(ckpt_root) else -1
     while step < total_steps:
         micro_batches = [order.next() for _ in range(gas)]
+        loader.prefetch([order.local_rows(b) for b in order.peek(gas)])  # the next step's, while this one runs
         global_tokens = sum(dataset.target_tokens(b) for b in micro_batches)
+        # The segment length of the chunked regime, drawn per step (the global batch) from a seeded
+        # stream: the same on every process, for every micro-batch of the step, and after a resume.
+        segment = 0
+        if model.regime == "chunked":
+            rng = np.random.default_rng([cfg.train.seed, step])
+            segment = int(model.train_segment_frames[rng.integers(len(model.train_segment_frames))])
         for global_batch in micro_batches:
             rows = order.local_rows(global_batch)
-            # The segment length of the chunked regime, drawn per micro-batch from a seeded stream:
-            # the same on every process and after a resume.
-            segment = 0
-            if model.regime == "chunked":
-                rng = np.random.default_rng([cfg.train.seed, micro_count])
-                segment = int(model.train_segment_frames[rng.integers(len(model.train_segment_frames))])
             micro_count += 1
-            batch = dataset.collate(rows).to(device)
+            batch = loader.get(rows).to(device)
             with autocast_context(device, bf16):
                 out = engine(batch, segment_frames=segment)
             expected = dataset.target_tokens(rows)
@@ -394,6 +434,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
             checkpoint(step)
             saved_at = step
     bar.close()
+    loader.close()
     if saved_at != step:
         checkpoint(step)
 

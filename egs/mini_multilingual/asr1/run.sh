@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The embedded default recipe: every stage of the Zipper-LoRA paper on a 2-core CPU, with data and
+# "pretrained" models it makes itself (no download). See README.md for the language plan.
+#
+#   1  corpus: espeak-ng synthesis -> corpus/ (wav) + data/ (Kaldi dirs), LLM text in data/local/lm_text
+#   2  features: 80-bin Whisper log-mel (asr.sh stage 2) -> dump/
+#   3  tokenizer + tiny Qwen3 text pretraining (LM + copy task) -> exp/pretrained/qwen3_tiny
+#   4  tiny Whisper encoder, CTC pretraining on the source languages -> exp/pretrained/whisper_tiny
+#   5  acoustic LID embeddings e(l) of the target languages + cosine heatmap -> exp/lid
+#   6  Stage 1 (alignment) on the source languages (asr.sh stage 3), decoded on their test sets
+#   7  Stage 2 per method on the long-tailed target set (asr.sh stage 4)
+#   8  decoding of the target test sets (asr.sh stage 5)
+#   9  scoring, result tables (asr.sh stage 6) and figures
+#  10  RESULTS.md: tables, figures, training curves, wall time per stage
+# Each encoder regime in ${regimes} has its own exp/<regime>/ (Stage 1 and Stage 2 trained in it).
+#
+# Usage: ./run.sh [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N]
+set -euo pipefail
+
+stage=1
+stop_stage=10
+quick=false   # fewer steps, half the corpus (~15 min)
+full=false    # every method and both encoder regimes (~3 h)
+micro=false   # CI's configuration: a few utterances and steps (< 5 min)
+nj=2          # processes of the synthesis and the feature dump
+
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N]"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+log() { echo -e "$(date '+%F %T') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
+
+size=default
+${quick} && size=quick
+${full} && size=full
+${micro} && size=micro
+. conf/size_${size}.sh
+
+# The outputs of one size must not be mixed with another's: .done markers would skip stages.
+mkdir -p exp
+if [ -f exp/.size ] && [ "$(cat exp/.size)" != "${size}" ]; then
+  log "ERROR: this directory holds a '$(cat exp/.size)' run; remove data/ dump/ exp/ corpus/ first to run '${size}'"
+  exit 1
+fi
+echo "${size}" > exp/.size
+# Glibc keeps freed memory of the variable-shape batches and oneDNN caches a kernel per shape: both
+# made the resident memory of a training run grow by gigabytes.
+export MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=0 ONEDNN_PRIMITIVE_CACHE_CAPACITY=8
+
+source_langs="en fr el nl"
+target_langs="de es fr ru vi it en el pt ja ko fa"
+all_langs="en fr el nl de es ru vi it pt ja ko fa"
+src_test_dirs=$(for l in ${source_langs}; do printf 'data/test_src_%s ' "$l"; done)
+tgt_test_dirs=$(for l in ${target_langs}; do printf 'data/test_%s ' "$l"; done)
+asr_sets=(--stage1_train_set train_source --stage1_valid_set dev_source --train_set train_target
+          --valid_set dev_target --n_mels 80 --nj "${nj}")
+times=exp/stage_times.tsv
+
+run() {
+  local line; line=$(printf '%q ' "$@")
+  log "Running: ${line}"
+  echo "${line}" >> exp/run_commands.sh
+  "$@"
+}
+# Stage bookkeeping: run stage N once (.done marker), log its wall time in ${times}.
+begin() {  # begin N "title"
+  stage_id=$1; stage_t0=$(date +%s)
+  log "Stage $1: $2"
+}
+finish() {
+  touch "exp/.stage${stage_id}.done"
+  printf '%s\t%s\t%s\n' "${stage_id}" "$(( $(date +%s) - stage_t0 ))" "$1" >> "${times}"
+}
+todo() {  # todo N: the stage is selected and not yet done
+  [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] || return 1
+  if [ -f "exp/.stage$1.done" ]; then log "Stage $1 is done, skipped"; return 1; fi
+}
+
+if todo 1; then
+  begin 1 "corpus synthesis with espeak-ng (${corpus_config})"
+  run python -m zipasr.bin.synth_corpus --config "${corpus_config}" --audio_dir corpus --data_dir data --nj "${nj}"
+  # one combined test set per stage: one decode per model, scored per language (utt2lang)
+  run python -m zipasr.bin.combine_data data/test_src_all ${src_test_dirs}
+  run python -m zipasr.bin.combine_data data/test_all ${tgt_test_dirs}
+  finish "corpus synthesis"
+fi
+
+if todo 2; then
+  begin 2 "features"
+  run ./asr.sh --stage 2 --stop_stage 2 "${asr_sets[@]}" --test_sets "test_src_all test_all"
+  finish "features"
+fi
+
+if todo 3; then
+  begin 3 "tokenizer and tiny Qwen3 text pretraining"
+  run python -m zipasr.bin.pretrain_llm --config conf/pretrain_llm.yaml ${llm_opts} \
+    --text_dir data/local/lm_text --out_dir exp/pretrained/qwen3_tiny --languages ${all_langs}
+  finish "tokenizer + LLM pretraining"
+fi
+
+if todo 4; then
+  begin 4 "tiny Whisper encoder CTC pretraining on the source languages"
+  run python -m zipasr.bin.pretrain_encoder --config conf/pretrain_encoder.yaml ${encoder_opts} \
+    --train_data dump/train_source --dev_data dump/dev_source --out_dir exp/pretrained/whisper_tiny
+  finish "encoder CTC pretraining"
+fi
+
+if todo 5; then
+  begin 5 "acoustic LID embeddings of the target languages"
+  run python -m zipasr.bin.lid_embed --source acoustic --encoder_dir exp/pretrained/whisper_tiny \
+    --data_dir dump/train_target --languages ${target_langs} \
+    --out exp/lid/acoustic.safetensors --heatmap exp/lid/acoustic_cosine.png
+  finish "LID embeddings"
+fi
+
+if todo 6; then
+  begin 6 "Stage 1 (alignment) on ${source_langs}"
+  for regime in ${regimes}; do
+    run ./asr.sh --stage 3 --stop_stage 3 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${source_langs}" \
+      --train_overrides "model.regime=${regime} train.max_steps=${stage1_steps}"
+    dir=exp/${regime}/stage1/decode_test_src_all_${regime}
+    run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
+      --data_dir dump/test_src_all --out_dir "${dir}" --regime "${regime}"
+    run python -m zipasr.bin.score --ref data/test_src_all/text --hyp "${dir}/text" --out "${dir}/score"
+  done
+  finish "Stage 1 (+ decoding of the source test sets)"
+fi
+
+if todo 7; then
+  begin 7 "Stage 2: ${methods}"
+  for regime in ${regimes}; do
+    run ./asr.sh --stage 4 --stop_stage 4 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${target_langs}" \
+      --methods "${methods}" --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps}"
+  done
+  finish "Stage 2 (${methods// /, })"
+fi
+
+if todo 8; then
+  begin 8 "decoding the target test sets"
+  for regime in ${regimes}; do
+    run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${methods}" \
+      --test_sets test_all --regimes "${regime}" --decode_opts "--dump_embeddings"
+  done
+  finish "decoding"
+fi
+
+if todo 9; then
+  begin 9 "scoring, tables and figures"
+  for regime in ${regimes}; do
+    run ./asr.sh --stage 6 --stop_stage 6 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${methods}" \
+      --test_sets test_all --regimes "${regime}"
+  done
+  tsne=()
+  for regime in ${regimes}; do
+    for M in vanilla zipper_soft; do
+      f=exp/${regime}/stage2_${M}/decode_test_all_${regime}/embeddings.npz
+      [ -f "${f}" ] && tsne+=("${f}")
+    done
+  done
+  run python -m zipasr.bin.plot --results $(printf 'exp/%s ' ${regimes}) --out exp/figures --baseline vanilla \
+    ${tsne[@]:+--tsne "${tsne[@]}"}
+  finish "scoring, tables, figures"
+fi
+
+if todo 10; then
+  begin 10 "RESULTS.md"
+  run python local/make_results.py --size "${size}" --regimes "${regimes}" --out RESULTS.md
+  finish "RESULTS.md"
+fi
+log "Successfully finished stages ${stage}-${stop_stage} (${size})"
