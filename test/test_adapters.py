@@ -498,3 +498,13 @@ def test_trainable_parameter_table_counts():
     assert rows["vanilla"]["percent_of_encoder"] == pytest.approx(100 * lora / total)
     assert not adapter_layers(base)  # the encoder itself is untouched
     assert "zipper_hard" in format_parameter_table(list(rows.values()))
+
+
+def test_read_safetensors_names_a_bad_file(tmp_path):
+    from zipasr.adapters import read_safetensors
+
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.safetensors: not a readable safetensors file"):
+        read_safetensors(tmp_path / "junk.safetensors")
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        read_safetensors(tmp_path / "nope.safetensors")

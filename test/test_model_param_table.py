@@ -37,3 +37,8 @@ def test_param_table_counts(tiny_whisper_dir, tiny_llm_dir, tmp_path, capsys):
     assert param_table.main(["--config", str(config), "--set", "encoder_adapter.rnak=8"]) == 2  # a ConfigError
     err = capsys.readouterr().err
     assert err.startswith("param_table: error: ") and "rnak" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1\n")
+    assert param_table.main(["--config", str(bad)]) == 2
+    assert capsys.readouterr().err.strip().endswith("bad.yaml: not valid YAML: line 2, column 1: expected ',' or ']', "
+                                                    "but got '<stream end>'")

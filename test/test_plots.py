@@ -61,6 +61,9 @@ def test_npz_format(tmp_path):
     np.savez(tmp_path / "bad.npz", feats=emb)
     with pytest.raises(ValueError, match="bad.npz: missing key"):
         load_embeddings_npz(tmp_path / "bad.npz")
+    (tmp_path / "junk.npz").write_text("not an npz")
+    with pytest.raises(ValueError, match="junk.npz: not a readable .npz"):
+        load_embeddings_npz(tmp_path / "junk.npz")
 
 
 def test_unique_tags():

@@ -177,7 +177,11 @@ def plot_tsne(points: np.ndarray, langs: list[str], path: str | Path, title: str
 
 def load_embeddings_npz(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """Read a t-SNE input file: (embeddings (N, d), langs list of N codes). See the module doc."""
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .npz of embeddings and langs ({err})") from None
+    with data:
         missing = [k for k in ("embeddings", "langs") if k not in data]
         if missing:
             raise ValueError(f"{path}: missing key(s) {missing}; expected 'embeddings' (N, d) "

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from zipasr.adapters import ADAPTERS
@@ -245,13 +246,30 @@ def load_adapter_config(ckpt_dir: str | Path) -> dict:
     return cfg
 
 
+def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """(every tensor, the metadata) of a safetensors file; a missing or unreadable file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"safetensors file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}
+    except SafetensorError as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def load_adapter_weights(ckpt_dir: str | Path) -> dict[str, Tensor]:
+    """The tensors of an adapter checkpoint (adapter.safetensors), by qualified name."""
+    return read_safetensors(Path(ckpt_dir) / WEIGHTS_NAME)[0]
+
+
 def load_adapter_kwargs(ckpt_dir: str | Path) -> dict:
     """The kwargs that rebuild a checkpoint's adapters with `inject_adapters` (including its
     lid_embeddings tensor for Zipper-Hard/Soft)."""
     cfg = load_adapter_config(ckpt_dir)
     kwargs = {"rank": cfg["rank"], "alpha": cfg["alpha"], "dropout": cfg.get("dropout", 0.0), **cfg["method_kwargs"]}
     if cfg["method"] in ROUTED_METHODS:
-        tensors = load_file(str(Path(ckpt_dir) / WEIGHTS_NAME))
+        tensors = load_adapter_weights(ckpt_dir)
         if LID_KEY not in tensors:
             raise ValueError(f"{ckpt_dir}: {cfg['method']} checkpoint has no {LID_KEY!r} tensor")
         kwargs["lid_embeddings"] = tensors[LID_KEY]
@@ -287,7 +305,7 @@ def load_adapters(model: nn.Module, ckpt_dir: str | Path) -> None:
         mismatches.append(f"layers: only in checkpoint {only_ckpt[:5]}, only in model {only_model[:5]}")
     if mismatches:
         raise ValueError(f"adapter checkpoint {ckpt_dir} does not fit the model: " + "; ".join(mismatches))
-    tensors = load_file(str(Path(ckpt_dir) / WEIGHTS_NAME))
+    tensors = load_adapter_weights(ckpt_dir)
     for name, layer in layers.items():
         prefix = name + "."
         layer.load_adapter_state_dict(
@@ -320,7 +338,7 @@ def init_b_from_checkpoint(model: nn.Module, zipper_soft_dir: str | Path, router
     absent = sorted(set(layers) - set(cfg["layers"]))
     if absent:
         raise ValueError(f"{zipper_soft_dir} has no adapter for layers {absent[:5]}")
-    tensors = load_file(str(Path(zipper_soft_dir) / WEIGHTS_NAME))
+    tensors = load_adapter_weights(zipper_soft_dir)
     copied = []
     with torch.no_grad():
         for name, layer in layers.items():

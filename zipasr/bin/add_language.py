@@ -1,7 +1,7 @@
 """Add a language to a trained Zipper-LoRA experiment without retraining the others.
 
-    python -m zipasr.bin.add_language --src_exp exp/zipper_soft --lang es --train_dir data/train_es \
-        --exp_dir exp/zipper_soft_plus_es [--init shared|nearest] [--lid_source whisper|acoustic|file] \
+    python -m zipasr.bin.add_language --src_exp exp/zipper_soft --lang es --train_dir data/train_es \\
+        --exp_dir exp/zipper_soft_plus_es [--init shared|nearest] [--lid_source whisper|acoustic|file] \\
         [--lid_file lid.safetensors] [--steps 200 --lr 1e-3 --batch_size 8]
 
 Each Zipper layer gets a new bank B_spec(es), initialised from B_shared (shared) or from the bank of

@@ -1,10 +1,10 @@
 """LoRA language experts (seed 004) from a trained Independent-LoRA experiment: one expert per language.
 
     # (a) expert fusion, language-aware: each language mixes all experts with learned weights
-    python -m zipasr.bin.experts fuse --src_exp exp/independent --exp_dir exp/experts_fusion \
+    python -m zipasr.bin.experts fuse --src_exp exp/independent --exp_dir exp/experts_fusion \\
         [--train_dir data/train --steps 200 --lr 1e-3]
     # (b) knowledge distillation into one Vanilla-LoRA, language-agnostic
-    python -m zipasr.bin.experts distill --src_exp exp/independent --exp_dir exp/experts_kd \
+    python -m zipasr.bin.experts distill --src_exp exp/independent --exp_dir exp/experts_kd \\
         --train_dir data/train [--level llm|layer] [--rank 32 --alpha 64] [--steps 200 --lr 1e-3]
 
 fuse: the fusion matrix F (L x L, per layer) starts at the identity (= the experts themselves) and,

@@ -1,7 +1,7 @@
 """LoRS-Merging as a Stage-2 method "lors": merge the per-language encoder adapters of a trained
 experiment (e.g. Independent-LoRA) into one language-independent Vanilla-LoRA.
 
-    python -m zipasr.bin.lors_merge --src_exp exp/independent --exp_dir exp/lors [--config conf/lors.yaml] \
+    python -m zipasr.bin.lors_merge --src_exp exp/independent --exp_dir exp/lors [--config conf/lors.yaml] \\
         [--set rank_ratio=0.5 sparsity=0.9 scale=0.5]
 
 Each language's task vector ΔW_l (its delta weight) is pruned to a truncated-SVD part (rank_ratio of

@@ -45,9 +45,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def load_model_config(path: Path, overrides: list[str]) -> ModelConfig:
+    """The `model:` section of an experiment YAML (or a bare model YAML) with `overrides` applied."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML: {where}{getattr(err, 'problem', None) or err}") from None
     section = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: expected a mapping (a model config or an experiment config with model:)")

@@ -1,6 +1,6 @@
 """Figures of the paper from scored decodes and encoder outputs, as PNG.
 
-    python -m zipasr.bin.plot --results exp/mini --out exp/mini/figures --baseline vanilla \
+    python -m zipasr.bin.plot --results exp/mini --out exp/mini/figures --baseline vanilla \\
         --tsne exp/mini/stage2_vanilla/encoder_outputs.npz exp/mini/stage2_zipper_soft/encoder_outputs.npz
 
 Per encoder regime found under --results (same layout as zipasr.bin.show_results), for the

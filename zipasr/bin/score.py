@@ -1,6 +1,6 @@
 """Score a hypothesis text file against a reference, Whisper-normalised WER/CER.
 
-    python -m zipasr.bin.score --ref data/test_en/text --hyp exp/.../decode_test_en_full/text \
+    python -m zipasr.bin.score --ref data/test_en/text --hyp exp/.../decode_test_en_full/text \\
         --lang en --out exp/.../decode_test_en_full/score
 
 Both files are Kaldi-style `utt-id text...`. Prints the Kaldi summary line(s) on stdout; with --out

@@ -106,16 +106,19 @@ def _is_sorted(path: Path) -> bool:
     return all(a < b for a, b in zip(keys, keys[1:]))
 
 
-def write_kaldi_map(path, mapping: dict, sort: bool = True) -> None:
-    """Write `key value` lines (sorted by key) to `path` via a temp file + rename."""
+def write_atomic(path, text: str) -> None:
+    """Write `text` to `path` via a temp file + rename, so a reader never sees a half-written file."""
     path = Path(path)
-    keys = sorted(mapping) if sort else list(mapping)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for key in keys:
-            value = mapping[key]
-            f.write(f"{key} {_format_value(value)}\n" if value != "" else f"{key}\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_kaldi_map(path, mapping: dict, sort: bool = True) -> None:
+    """Write `key value` lines (sorted by key) to `path` atomically."""
+    keys = sorted(mapping) if sort else list(mapping)
+    write_atomic(path, "".join(f"{key} {_format_value(mapping[key])}\n" if mapping[key] != "" else f"{key}\n"
+                               for key in keys))
 
 
 def _format_value(value) -> str:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from zipasr.data.audio import AudioError, load_audio
-from zipasr.data.datadir import DataDir, read_kaldi_map, write_kaldi_map
+from zipasr.data.audio import SAMPLE_RATE, AudioError, load_audio
+from zipasr.data.datadir import DataDir, read_kaldi_map, write_atomic, write_kaldi_map
 from zipasr.data.features import FeatureExtractor
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_feat_dir(out_dir) -> Path:
+    """<out_dir's parent>/feats/<out_dir's name>: where arks, splits, logs and markers go by default."""
     out_dir = Path(out_dir)
     return out_dir.parent / "feats" / out_dir.name
 
@@ -52,12 +53,6 @@ def _signature(utts: list[str], extractor: FeatureExtractor) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def prepare_splits(dd: DataDir, feat_dir: Path, nj: int) -> int:
     """Write split<nj>/J.list for every split (unchanged lists are left as they are). Returns the number of splits."""
     splits = split_utts(dd.utt_ids, nj)
@@ -67,7 +62,7 @@ def prepare_splits(dd: DataDir, feat_dir: Path, nj: int) -> int:
         text = "".join(u + "\n" for u in utts)
         lst = sdir / f"{j}.list"
         if not lst.is_file() or lst.read_text(encoding="utf-8") != text:
-            _write_atomic(lst, text)
+            write_atomic(lst, text)
     return len(splits)
 
 
@@ -112,14 +107,14 @@ def run_job(data_dir, feat_dir, nj: int, job: int, extractor: FeatureExtractor, 
                 continue
             writer(utt, feats.T)  # Kaldi layout (T, n_mels)
             frames[utt] = feats.shape[1]
-            seconds += len(audio) / 16000
+            seconds += len(audio) / SAMPLE_RATE
     os.replace(scp_tmp, feat_dir / f"feats.{job}.scp")
     write_kaldi_map(feat_dir / f"utt2num_frames.{job}", frames)
     write_kaldi_map(feat_dir / f"bad.{job}", bad)
     elapsed = max(time.time() - start, 1e-9)
     log.info("split %d/%d: %d utterances, %.1f s of audio in %.1f s (%.0fx real time), %d skipped",
              job, nj, len(frames), seconds, elapsed, seconds / elapsed, len(bad))
-    _write_atomic(feat_dir / f".done.{job}", _signature(utts, extractor) + "\n")
+    write_atomic(feat_dir / f".done.{job}", _signature(utts, extractor) + "\n")
 
 
 def _extractor_args(extractor_spec: dict) -> list[str]:
@@ -173,6 +168,8 @@ def _run_with_runner(cmd, data_dir, feat_dir: Path, nj: int, extractor, extracto
 
 
 def merge(dd: DataDir, feat_dir: Path, nj: int, out_dir) -> DataDir:
+    """Write `out_dir`: the utterances of `dd` that have features, with the splits' feats.scp and
+    utt2num_frames merged (utterances skipped as unreadable are left out and logged)."""
     feats: dict[str, str] = {}
     frames: dict[str, int] = {}
     bad: dict[str, str] = {}

@@ -21,10 +21,11 @@ from typing import Iterable, Sequence
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from zipasr.adapters.inject import read_safetensors
 from zipasr.languages import check_languages, get_language
 from zipasr.model.encoder import WhisperSpeechEncoder, check_checkpoint_dir
 
@@ -165,12 +166,10 @@ def load_lid_embeddings(path: str | Path, languages: Sequence[str] | None = None
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"LID embedding file not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+    table, metadata = read_safetensors(path)
     if "languages" not in metadata:
         raise ValueError(f"{path} has no 'languages' metadata; write it with zipasr.model.lid.save_lid_embeddings")
     stored = json.loads(metadata["languages"])
-    table = load_file(str(path))
     if TENSOR_KEY not in table:
         raise KeyError(f"{path} has no tensor {TENSOR_KEY!r}")
     emb = table[TENSOR_KEY]

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from zipasr.adapters import LangState, adapter_layers, init_b_from_checkpoint, inject_adapters, load_adapters, save_adapters
-from zipasr.adapters.inject import ROUTED_METHODS
+from zipasr.adapters.inject import ROUTED_METHODS, read_safetensors
 from zipasr.languages import check_languages, get_language
 from zipasr.model.encoder import MEL_FRAMES_PER_SECOND, WhisperSpeechEncoder
 from zipasr.model.lid import LID_SOURCES, lid_embeddings_for_model
@@ -177,10 +177,13 @@ class SpeechLLM(nn.Module):
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         # The prompt of each language, tokenised once.
-        self.prompt_ids = [tokenizer(get_language(code).prompt, add_special_tokens=False)["input_ids"]
-                           for code in self.languages]
+        self.prompt_ids = [self.tokenize_prompt(code) for code in self.languages]
         self.encoder_adapter_config: EncoderAdapterConfig | None = None
         self.llm_lora_config: LLMLoRAConfig | None = None
+
+    def tokenize_prompt(self, code: str) -> list[int]:
+        """Token ids of the language table's prompt for `code` (no special tokens)."""
+        return self.tokenizer(get_language(code).prompt, add_special_tokens=False)["input_ids"]
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -453,7 +456,7 @@ def load_module_weights(module: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    state = load_file(str(path))
+    state = read_safetensors(path)[0]
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:

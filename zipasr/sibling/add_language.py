@@ -176,8 +176,7 @@ def _extend_model_languages(model: nn.Module, code: str) -> None:
     """Append `code` to the SpeechLLM's language list, its LangState and its prompts."""
     model.languages = model.languages + [code]
     model.lang_state.languages = check_languages(model.lang_state.languages + [code])
-    prompt = model.tokenizer(get_language(code).prompt, add_special_tokens=False)["input_ids"]
-    model.prompt_ids = model.prompt_ids + [prompt]
+    model.prompt_ids = model.prompt_ids + [model.tokenize_prompt(code)]
 
 
 def added_parameters(model: nn.Module) -> list[nn.Parameter]:

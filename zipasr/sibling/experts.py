@@ -132,14 +132,12 @@ def load_experts(model: nn.Module, independent_dir: str | Path) -> list[str]:
     """Copy the experts of an Independent-LoRA adapter checkpoint into the ExpertFusionLoRA layers of
     `model` (injected beforehand, e.g. by the Stage-2 config "experts_fusion"); languages matched by code.
     """
-    from safetensors.torch import load_file
-
-    from zipasr.adapters.inject import WEIGHTS_NAME, load_adapter_config
+    from zipasr.adapters.inject import load_adapter_config, load_adapter_weights
 
     cfg = load_adapter_config(independent_dir)
     if cfg["method"] != "independent":
         raise ValueError(f"experts come from an independent checkpoint; {independent_dir} holds {cfg['method']!r}")
-    tensors = load_file(str(Path(independent_dir) / WEIGHTS_NAME))
+    tensors = load_adapter_weights(independent_dir)
     names = []
     with torch.no_grad():
         for name, layer in model.named_modules():

@@ -108,7 +108,7 @@ class LIDClassifier(LanguageDetector):
 
     @classmethod
     def load(cls, ckpt_dir: str | Path) -> "LIDClassifier":
-        from safetensors.torch import load_file
+        from zipasr.adapters.inject import read_safetensors
 
         ckpt_dir = Path(ckpt_dir)
         cfg_file = ckpt_dir / CLASSIFIER_CONFIG
@@ -116,7 +116,7 @@ class LIDClassifier(LanguageDetector):
             raise FileNotFoundError(f"{ckpt_dir} has no {CLASSIFIER_CONFIG} (not a LID classifier directory)")
         cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
         clf = cls(cfg["d_enc"], cfg["languages"])
-        state = load_file(str(ckpt_dir / CLASSIFIER_WEIGHTS))
+        state = read_safetensors(ckpt_dir / CLASSIFIER_WEIGHTS)[0]
         clf.load_state_dict(state)
         return clf
 

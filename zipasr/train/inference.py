@@ -16,6 +16,7 @@ Export layout:
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -60,7 +61,9 @@ def load_model(path: str | Path, checkpoint: str | None = None, device: str | to
         raise FileNotFoundError(f"{path} is neither an experiment dir (no config.yaml) nor an export dir "
                                 f"(no {EXPORT_FILE})")
     cfg = load_experiment_config(config_file)
-    model = SpeechLLM.from_config(cfg.model)
+    build = copy.deepcopy(cfg.model)
+    build.encoder_adapter.init_b_from = None  # the trained weights replace the warm start anyway
+    model = SpeechLLM.from_config(build)
     if checkpoint is None:
         final = path / "final"
         if not final.is_dir():

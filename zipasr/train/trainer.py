@@ -286,6 +286,9 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
         return final_dir
 
     # --- model
+    if cfg.train.stage == 2 and not cfg.model.init_from:
+        logger.warning("Stage 2 without model.init_from: the encoder, projector and LLM LoRA start from the "
+                       "pretrained checkpoints, not from a Stage-1 model")
     torch.manual_seed(cfg.train.seed)  # adapter init: identical on every process
     model = build_model(cfg).to(device)
     counts = model.trainable_parameter_count()
@@ -407,7 +410,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
             else:
                 bad_in_row = 0
                 engine.backward(loss_sum * world / global_tokens, scale_wrt_gas=False)
-                window["loss"] += float(loss_sum)
+                window["loss"] += float(loss_sum.detach())
                 window["tokens"] += out.n_tokens
                 window["utts"] += len(batch.text_ids)
             engine.step()

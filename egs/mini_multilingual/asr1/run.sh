@@ -14,7 +14,7 @@
 #  10  RESULTS.md: tables, figures, training curves, wall time per stage
 # Each encoder regime in ${regimes} has its own exp/<regime>/ (Stage 1 and Stage 2 trained in it).
 #
-# Usage: ./run.sh [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N]
+# Usage: ./run.sh [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N]
 set -euo pipefail
 
 stage=1
@@ -23,8 +23,9 @@ quick=false   # fewer steps, half the corpus (~15 min)
 full=false    # every method and both encoder regimes (~3 h)
 micro=false   # CI's configuration: a few utterances and steps (< 5 min)
 nj=2          # processes of the synthesis and the feature dump
+threads=2     # torch threads of training and decoding (1 on a machine shared with other jobs)
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N]"
 
 . ./path.sh
 . ./cmd.sh
@@ -95,14 +96,14 @@ fi
 
 if todo 3; then
   begin 3 "tokenizer and tiny Qwen3 text pretraining"
-  run python -m zipasr.bin.pretrain_llm --config conf/pretrain_llm.yaml ${llm_opts} \
+  run python -m zipasr.bin.pretrain_llm --config conf/pretrain_llm.yaml ${llm_opts} --set threads=${threads} \
     --text_dir data/local/lm_text --out_dir exp/pretrained/qwen3_tiny --languages ${all_langs}
   finish "tokenizer + LLM pretraining"
 fi
 
 if todo 4; then
   begin 4 "tiny Whisper encoder CTC pretraining on the source languages"
-  run python -m zipasr.bin.pretrain_encoder --config conf/pretrain_encoder.yaml ${encoder_opts} \
+  run python -m zipasr.bin.pretrain_encoder --config conf/pretrain_encoder.yaml ${encoder_opts} --set threads=${threads} \
     --train_data dump/train_source --dev_data dump/dev_source --out_dir exp/pretrained/whisper_tiny
   finish "encoder CTC pretraining"
 fi
@@ -119,10 +120,10 @@ if todo 6; then
   begin 6 "Stage 1 (alignment) on ${source_langs}"
   for regime in ${regimes}; do
     run ./asr.sh --stage 3 --stop_stage 3 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${source_langs}" \
-      --train_overrides "model.regime=${regime} train.max_steps=${stage1_steps}"
+      --train_overrides "model.regime=${regime} train.max_steps=${stage1_steps} train.threads=${threads}"
     dir=exp/${regime}/stage1/decode_test_src_all_${regime}
     run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
-      --data_dir dump/test_src_all --out_dir "${dir}" --regime "${regime}"
+      --data_dir dump/test_src_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}"
     run python -m zipasr.bin.score --ref data/test_src_all/text --hyp "${dir}/text" --out "${dir}/score"
   done
   finish "Stage 1 (+ decoding of the source test sets)"
@@ -132,7 +133,7 @@ if todo 7; then
   begin 7 "Stage 2: ${methods}"
   for regime in ${regimes}; do
     run ./asr.sh --stage 4 --stop_stage 4 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${target_langs}" \
-      --methods "${methods}" --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps}"
+      --methods "${methods}" --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps} train.threads=${threads}"
   done
   finish "Stage 2 (${methods// /, })"
 fi
@@ -141,7 +142,7 @@ if todo 8; then
   begin 8 "decoding the target test sets"
   for regime in ${regimes}; do
     run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${methods}" \
-      --test_sets test_all --regimes "${regime}" --decode_opts "--dump_embeddings"
+      --test_sets test_all --regimes "${regime}" --decode_opts "--dump_embeddings --threads ${threads}"
   done
   finish "decoding"
 fi

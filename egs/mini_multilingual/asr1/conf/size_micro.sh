@@ -1,6 +1,6 @@
 # --micro true: CI's end-to-end check of every stage (a few utterances, a few steps; < 5 min).
 corpus_config=conf/corpus_micro.yaml
-llm_opts="--set steps=8 --set vocab_size=1500 --set log_interval=4"
+llm_opts="--set steps=8 --set vocab_size=1500 --set batch_tokens=1024 --set log_interval=4 --set eval_sentences_per_lang=1"
 encoder_opts="--set steps=6 --set log_interval=3 --set batch_frames=8000"
 stage1_steps=4
 stage2_steps=3
