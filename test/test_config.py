@@ -47,3 +47,10 @@ def test_overrides_and_roundtrip(tmp_path):
         load_config(Outer, path, ["nope=1"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(Outer, tmp_path / "missing.yaml")
+
+
+def test_invalid_yaml_names_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(Outer, path)

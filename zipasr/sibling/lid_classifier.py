@@ -114,8 +114,11 @@ class LIDClassifier(LanguageDetector):
         cfg_file = ckpt_dir / CLASSIFIER_CONFIG
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{ckpt_dir} has no {CLASSIFIER_CONFIG} (not a LID classifier directory)")
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-        clf = cls(cfg["d_enc"], cfg["languages"])
+        try:
+            cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+            clf = cls(cfg["d_enc"], cfg["languages"])
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{cfg_file}: not a LID classifier config (want d_enc and languages): {err!r}") from None
         state = read_safetensors(ckpt_dir / CLASSIFIER_WEIGHTS)[0]
         clf.load_state_dict(state)
         return clf
