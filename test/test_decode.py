@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from test_train_helpers import trained_experiments
+from test_train_helpers import one_thread, trained_experiments  # noqa: F401  (one_thread: fixture)
 from zipasr.data.datadir import read_kaldi_map
 from zipasr.train.dataset import SpeechDataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from test_train_helpers import trained_experiments
+from test_train_helpers import one_thread, trained_experiments  # noqa: F401  (one_thread: fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,13 @@ import pytest
 import torch
 import yaml
 
-from test_train_helpers import (REPO, logged_losses, run_env, run_training, stage1_config, train_command,
-                                trained_experiments, write_config)
+from test_train_helpers import (REPO, logged_losses, one_thread, run_env, run_training,  # noqa: F401 (fixture)
+                                stage1_config, train_command, trained_experiments, write_config)
 from zipasr.config import ConfigError
 from zipasr.train.checkpoint import WEIGHTS, list_checkpoints, load_trainable_state, load_weights
 from zipasr.train.config import load_experiment_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

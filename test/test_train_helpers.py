@@ -16,7 +16,9 @@ from pathlib import Path
 
 import kaldiio
 import numpy as np
+import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from conftest import TINY_LANGUAGES, TINY_SENTENCES
@@ -148,3 +150,13 @@ def trained_experiments(root: Path, whisper_dir, llm_dir) -> dict:
         _CACHE["runs"] = {"data": data, "stage1": root / "exp" / "stage1", "stage1_config": cfg1,
                           "stage2": root / "exp" / "stage2", "root": root}
     return _CACHE["runs"]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread while a module's tests run: on a shared 2-core machine two threads of tiny
+    ops mostly wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

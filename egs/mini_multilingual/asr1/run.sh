@@ -6,7 +6,7 @@
 #   2  features: 80-bin Whisper log-mel (asr.sh stage 2) -> dump/
 #   3  tokenizer + tiny Qwen3 text pretraining (LM + copy task) -> exp/pretrained/qwen3_tiny
 #   4  tiny Whisper encoder, CTC pretraining on the source languages -> exp/pretrained/whisper_tiny
-#   5  acoustic LID embeddings e(l) of the target languages + cosine heatmap -> exp/lid
+#   5  acoustic LID embeddings e(l) (mean-pooled encoder outputs on dev) + cosine heatmap -> exp/lid
 #   6  Stage 1 (alignment) on the source languages (asr.sh stage 3), decoded on their test sets
 #   7  Stage 2 per method on the long-tailed target set (asr.sh stage 4)
 #   8  decoding of the target test sets (asr.sh stage 5)
@@ -85,12 +85,14 @@ if todo 1; then
   # one combined test set per stage: one decode per model, scored per language (utt2lang)
   run python -m zipasr.bin.combine_data data/test_src_all ${src_test_dirs}
   run python -m zipasr.bin.combine_data data/test_all ${tgt_test_dirs}
+  # every language of the model, for the acoustic LID embeddings (no transcript is used)
+  run python -m zipasr.bin.combine_data data/dev_all data/dev_source data/dev_target
   finish "corpus synthesis"
 fi
 
 if todo 2; then
   begin 2 "features"
-  run ./asr.sh --stage 2 --stop_stage 2 "${asr_sets[@]}" --test_sets "test_src_all test_all"
+  run ./asr.sh --stage 2 --stop_stage 2 "${asr_sets[@]}" --test_sets "test_src_all test_all dev_all"
   finish "features"
 fi
 
@@ -109,9 +111,9 @@ if todo 4; then
 fi
 
 if todo 5; then
-  begin 5 "acoustic LID embeddings of the target languages"
+  begin 5 "acoustic LID embeddings"
   run python -m zipasr.bin.lid_embed --source acoustic --encoder_dir exp/pretrained/whisper_tiny \
-    --data_dir dump/train_target --languages ${target_langs} \
+    --data_dir dump/dev_all --languages ${all_langs} --max_per_language 100 \
     --out exp/lid/acoustic.safetensors --heatmap exp/lid/acoustic_cosine.png
   finish "LID embeddings"
 fi
@@ -119,7 +121,7 @@ fi
 if todo 6; then
   begin 6 "Stage 1 (alignment) on ${source_langs}"
   for regime in ${regimes}; do
-    run ./asr.sh --stage 3 --stop_stage 3 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${source_langs}" \
+    run ./asr.sh --stage 3 --stop_stage 3 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${all_langs}" \
       --train_overrides "model.regime=${regime} train.max_steps=${stage1_steps} train.threads=${threads}"
     dir=exp/${regime}/stage1/decode_test_src_all_${regime}
     run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
@@ -132,7 +134,7 @@ fi
 if todo 7; then
   begin 7 "Stage 2: ${methods}"
   for regime in ${regimes}; do
-    run ./asr.sh --stage 4 --stop_stage 4 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${target_langs}" \
+    run ./asr.sh --stage 4 --stop_stage 4 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${all_langs}" \
       --methods "${methods}" --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps} train.threads=${threads}"
   done
   finish "Stage 2 (${methods// /, })"
