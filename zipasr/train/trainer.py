@@ -18,6 +18,8 @@ packing), so N processes with batch B give the same gradients as one process wit
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -52,8 +54,14 @@ def _free_port() -> int:
 
 
 def _writable_cache() -> str:
+    """A writable build cache for DeepSpeed's JIT ops, one per (deepspeed install, torch version, compiler
+    flags): builds of different installs in one directory replace each other, a rebuild of minutes each time."""
+    spec = importlib.util.find_spec("deepspeed")
+    install = "|".join([spec.origin if spec else "", torch.__version__] +
+                       [os.environ.get(k, "") for k in ("CXX", "CFLAGS", "LDFLAGS")])
+    tag = hashlib.sha1(install.encode()).hexdigest()[:12]
     for base in (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")), Path(tempfile.gettempdir())):
-        path = base / "torch_extensions"
+        path = base / "zipasr" / f"torch_extensions_{tag}"
         try:
             path.mkdir(parents=True, exist_ok=True)
             if os.access(path, os.W_OK):

@@ -1,0 +1,125 @@
+"""The mini recipe's "pretrained" model makers: real checkpoint dirs, loadable by the normal path, deterministic."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+
+from zipasr.config import from_dict
+from zipasr.mini.pretrain_encoder import CharVocab, EncoderPretrainConfig, pretrain_encoder
+from zipasr.mini.pretrain_llm import IGNORE, LLMPretrainConfig, SequenceMaker, pretrain_llm
+from zipasr.mini.text import SentenceSampler
+
+TINY_LLM = {"vocab_size": 400, "hidden_size": 32, "layers": 1, "heads": 2, "kv_heads": 1, "head_dim": 16,
+            "intermediate_size": 64, "steps": 3, "batch_tokens": 256, "threads": 1, "log_interval": 1,
+            "eval_sentences_per_lang": 1}
+TINY_ENC = {"d_model": 32, "layers": 1, "heads": 2, "ffn_dim": 64, "steps": 3, "batch_frames": 2000,
+            "threads": 1, "log_interval": 1, "eval_max_utts_per_lang": 2}
+
+
+def _lm_text_dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    lines, langs = [], []
+    for lang in ("en", "ja", "ru"):
+        sampler = SentenceSampler(lang, 100, 2, 4, np.random.default_rng(0))
+        for i, s in enumerate(sampler.sample_many(40)):
+            lines.append(f"lm_{lang}_{i:03d} {s}")
+            langs.append(f"lm_{lang}_{i:03d} {lang}")
+    (path / "text").write_text("\n".join(lines) + "\n")
+    (path / "utt2lang").write_text("\n".join(langs) + "\n")
+    return path
+
+
+def _feats_data_dir(path: Path, n_utts: int = 8) -> Path:
+    """A data dir with random 80-bin features (the encoder's input) and transcripts in two languages."""
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    texts = {f"utt{i:02d}": ("hello world" if i % 2 else "привет мир") for i in range(n_utts)}
+    with kaldiio.WriteHelper(f"ark,scp:{path}/feats.ark,{path}/feats.scp") as writer:
+        for utt in texts:
+            writer(utt, rng.standard_normal((120, 80)).astype(np.float32))  # (T, n_mels), Kaldi layout
+    (path / "text").write_text("".join(f"{u} {t}\n" for u, t in texts.items()))
+    (path / "utt2lang").write_text("".join(f"{u} {'en' if i % 2 else 'ru'}\n" for i, u in enumerate(texts)))
+    (path / "utt2spk").write_text("".join(f"{u} {u}\n" for u in texts))
+    (path / "wav.scp").write_text("".join(f"{u} /nonexistent/{u}.wav\n" for u in texts))
+    (path / "utt2dur").write_text("".join(f"{u} 1.2\n" for u in texts))
+    (path / "utt2num_frames").write_text("".join(f"{u} 120\n" for u in texts))
+    return path
+
+
+def test_copy_sequences_have_the_speech_llm_layout(tmp_path):
+    from transformers import AutoTokenizer
+
+    from zipasr.model.tokenizer import build_sentencepiece_tokenizer
+
+    text_dir = _lm_text_dir(tmp_path / "lm")
+    sentences = [line.split(" ", 1)[1] for line in (text_dir / "text").read_text().splitlines()]
+    build_sentencepiece_tokenizer(sentences + ["Please transcribe the audio content into text."], tmp_path / "tok", 300)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    cfg = from_dict(LLMPretrainConfig, {"copy_ratio": 1.0, "char_copy_ratio": 1.0})
+    maker = SequenceMaker(tok, cfg)
+    ids, labels, kind = maker.make("en", "hello world", np.random.default_rng(0))
+    text = maker.encode("hello world")
+    context = maker.prompt("en") + maker.spell("hello world")
+    assert kind == "char_copy" and len(maker.spell("hello world")) == len("hello world")
+    assert ids == context + text + [tok.eos_token_id]
+    assert labels == [IGNORE] * len(context) + text + [tok.eos_token_id]
+    assert tok.unk_token_id not in maker.spell("hello world")
+
+
+def test_pretrain_llm_writes_a_loadable_deterministic_checkpoint(tmp_path):
+    from zipasr.model.llm import load_llm
+
+    text_dir = _lm_text_dir(tmp_path / "lm")
+    cfg = from_dict(LLMPretrainConfig, TINY_LLM)
+    result = pretrain_llm(cfg, text_dir, tmp_path / "a", languages=["en", "ja", "ru"])
+    assert {"loss_lm", "accuracy_copy", "accuracy_char_copy"} <= set(result)
+    llm, tok = load_llm(tmp_path / "a")
+    assert llm.config.model_type == "qwen3" and llm.config.hidden_size == 32
+    assert tok.decode(tok("こんにちは", add_special_tokens=False)["input_ids"]) == "こんにちは"
+    assert (tmp_path / "a" / "train_log.tsv").read_text().count("\n") == 4  # header + 3 steps
+    pretrain_llm(cfg, text_dir, tmp_path / "b", languages=["en", "ja", "ru"])
+    again, _ = load_llm(tmp_path / "b")
+    for (name, p), q in zip(llm.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_pretrain_encoder_writes_a_whisper_checkpoint(tmp_path):
+    from safetensors.torch import load_file
+
+    from zipasr.data.features import FeatureExtractor
+    from zipasr.model.encoder import WhisperSpeechEncoder
+
+    data = _feats_data_dir(tmp_path / "data")
+    cfg = from_dict(EncoderPretrainConfig, TINY_ENC)
+    cer = pretrain_encoder(cfg, [data], [data], tmp_path / "whisper")
+    assert set(cer) == {"en", "ru"} and all(0 <= v for v in cer.values())
+    encoder = WhisperSpeechEncoder.from_pretrained(tmp_path / "whisper")
+    saved = load_file(tmp_path / "whisper" / "model.safetensors")
+    # the trained weights are what the normal Stage-1 path loads (not a random re-initialisation)
+    assert torch.equal(encoder.whisper.layers[0].fc1.weight, saved["encoder.layers.0.fc1.weight"])
+    assert FeatureExtractor.from_encoder_dir(tmp_path / "whisper").n_mels == 80
+    head = load_file(tmp_path / "whisper" / "ctc_head.safetensors")
+    vocab = (tmp_path / "whisper" / "ctc_vocab.json").read_text()
+    assert head["weight"].shape == (len(set("hello worldпривет мир")) + 1, 32) and "п" in vocab
+    pretrain_encoder(cfg, [data], [data], tmp_path / "again")
+    assert load_file(tmp_path / "again" / "model.safetensors").keys() == saved.keys()
+    for key, value in load_file(tmp_path / "again" / "model.safetensors").items():
+        assert torch.equal(value, saved[key]), key
+
+
+def test_char_vocab_greedy_decoding():
+    vocab = CharVocab.from_texts(["ab", "b a"])
+    ids = vocab.encode("a b")
+    assert vocab.decode_greedy([0, ids[0], ids[0], 0, ids[1], ids[2], ids[2], 0]) == "a b"
+    assert vocab.encode("a?b") == [vocab.index["a"], vocab.index["b"]]
+
+
+def test_missing_features_is_a_clear_error(tmp_path):
+    data = _feats_data_dir(tmp_path / "data")
+    (data / "feats.scp").unlink()
+    with pytest.raises(FileNotFoundError, match="no feats.scp"):
+        pretrain_encoder(from_dict(EncoderPretrainConfig, TINY_ENC), [data], [data], tmp_path / "out")
