@@ -1,4 +1,4 @@
-"""CI's end-to-end run of the mini recipe in its micro configuration: every stage, three Stage-2 methods.
+"""CI's end-to-end run of the mini recipe in its micro configuration: every stage, two Stage-2 methods.
 
 The recipe runs in a temporary copy of egs/mini_multilingual/asr1 (its files symlinked), so a user's
 own runs in the recipe dir are never touched. Checks that the tables, the figures and RESULTS.md are
@@ -30,7 +30,7 @@ def micro_run(tmp_path_factory):
         (work / name).symlink_to((RECIPE / name).resolve())
     env = dict(os.environ, PYTHONHASHSEED="0")
     start = time.time()
-    proc = subprocess.run(["./run.sh", "--micro", "true"], cwd=work, env=env, capture_output=True, text=True,
+    proc = subprocess.run(["./run.sh", "--micro", "true", "--threads", "1"], cwd=work, env=env, capture_output=True, text=True,
                           timeout=1800)
     elapsed = time.time() - start
     assert proc.returncode == 0, f"run.sh --micro true failed:\n{proc.stderr[-6000:]}"
@@ -49,8 +49,8 @@ def test_micro_run_produces_tables_and_figures(micro_run):
         assert (exp / "pretrained/qwen3_tiny" / name).is_file()
     assert (exp / "lid/acoustic.safetensors").is_file() and (exp / "lid/acoustic_cosine.png").is_file()
     # scores parse: Stage 1 on the source test sets, every Stage-2 method on the target test sets
-    decodes = [exp / "full/stage1/decode_test_src_all_full"] + \
-        [exp / f"full/stage2_{m}/decode_test_all_full" for m in ("vanilla", "zipper_soft", "zipper_soft_initb")]
+    decodes = [exp / "full/stage1/source_decode_test_src_all_full", exp / "full/stage1/decode_test_all_full"] + \
+        [exp / f"full/stage2_{m}/decode_test_all_full" for m in ("vanilla", "zipper_soft")]
     for d in decodes:
         result = json.loads((d / "score/result.json").read_text())
         assert result["per_lang"], d
@@ -58,7 +58,7 @@ def test_micro_run_produces_tables_and_figures(micro_run):
             if line.startswith("%"):
                 parsed = parse_summary_line(line)
                 assert 0.0 <= parsed["rate"] and parsed["ref_count"] > 0
-    test_langs = set(json.loads((decodes[1] / "score/result.json").read_text())["per_lang"])
+    test_langs = set(json.loads((decodes[2] / "score/result.json").read_text())["per_lang"])
     assert test_langs == {"de", "es", "fr", "ru", "vi", "it", "en", "el", "pt", "ja", "ko", "fa"}
     # tables and figures
     table = (exp / "full/RESULTS.md").read_text()
@@ -73,7 +73,8 @@ def test_micro_run_produces_tables_and_figures(micro_run):
 
 def test_micro_run_is_fast_and_reruns_skip(micro_run):
     work, _, elapsed = micro_run
-    assert elapsed < 600, f"the micro run took {elapsed:.0f} s (budget: 5 min on an idle 2-core machine)"
+    # budget: 5 min on an idle 2-core machine; the bound only catches a pathological slowdown
+    assert elapsed < 900, f"the micro run took {elapsed:.0f} s"
     proc = subprocess.run(["./run.sh", "--micro", "true"], cwd=work, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("is done, skipped") == 10

@@ -238,12 +238,20 @@ def test_stage1_then_stage2_checkpoints(model, config, tmp_path):
         again.load_trainable(tmp_path / "stage1")
 
 
-def test_checkpoint_of_other_languages_is_an_error(model, config, tmp_path):
-    model.save_trainable(tmp_path / "ckpt")
+def test_stage1_checkpoint_loads_for_other_languages_stage2_does_not(model, config, tmp_path):
+    # Stage 1 holds nothing language-specific: it loads into a model of other (target) languages.
+    model.save_trainable(tmp_path / "stage1")
     config.languages = ["en", "de"]
-    other = SpeechLLM.from_config(config)
+    parts = SpeechLLM.from_config(config).load_trainable(tmp_path / "stage1")
+    assert "projector" in parts and "encoder_adapter" not in parts
+    # An encoder adapter is per language: loading it for another language set is an error.
+    config.encoder_adapter = EncoderAdapterConfig(method="independent", rank=4, alpha=8.0)
+    two = SpeechLLM.from_config(config)
+    two.set_stage(2)
+    two.save_trainable(tmp_path / "stage2")
+    config.languages = ["en", "fr"]
     with pytest.raises(ValueError, match="languages"):
-        other.load_trainable(tmp_path / "ckpt")
+        SpeechLLM.from_config(config).load_trainable(tmp_path / "stage2")
 
 
 def test_missing_checkpoint_dirs(tmp_path, config):

@@ -47,8 +47,8 @@ class EncoderPretrainConfig:
     ffn_dim: int = 1024
     dropout: float = 0.0
     # optimisation
-    steps: int = 2000
-    batch_frames: int = 20000  # mel frames per batch, padding included
+    steps: int = 1000
+    batch_frames: int = 8000  # mel frames per batch, padding included (small: more updates per CPU-second)
     lr: float = 2e-3
     warmup_ratio: float = 0.08
     weight_decay: float = 0.01

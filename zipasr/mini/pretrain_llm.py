@@ -51,11 +51,11 @@ class LLMPretrainConfig:
     intermediate_size: int = 768
     max_positions: int = 2048
     # data
-    copy_ratio: float = 0.5  # share of copy sequences (the rest: language modelling)
+    copy_ratio: float = 0.75  # share of copy sequences (the rest: language modelling)
     char_copy_ratio: float = 0.5  # share of copy sequences whose source is spelled by characters
     # optimisation
-    steps: int = 600
-    batch_tokens: int = 4096  # padded tokens per batch
+    steps: int = 500
+    batch_tokens: int = 2048  # padded tokens per batch
     lr: float = 3e-3
     warmup_ratio: float = 0.05
     weight_decay: float = 0.01
@@ -178,7 +178,8 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
         seen[pair[0]] = seen.get(pair[0], 0) + 1
         if seen[pair[0]] <= cfg.eval_sentences_per_lang:
             held_out.append(pair)
-    pairs = [p for p in pairs if p not in set(held_out)]
+    held = set(held_out)
+    pairs = [p for p in pairs if p not in held]
     prompts = [get_language(lang).prompt for lang in langs]
     tokenizer = build_sentencepiece_tokenizer([s for _, s in pairs] + prompts, out_dir, cfg.vocab_size)
     maker = SequenceMaker(tokenizer, cfg)

@@ -302,7 +302,9 @@ class SpeechLLM(nn.Module):
         if not meta_file.is_file():
             raise FileNotFoundError(f"{ckpt_dir} is not a SpeechLLM checkpoint (no {META_FILE})")
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        if meta["languages"] != self.languages:
+        # Only the encoder adapter is language-specific: a Stage-1 checkpoint (source languages) must load
+        # into a Stage-2 model of other (target) languages, as in the paper's two-stage setting.
+        if "encoder_adapter" in meta["parts"] and meta["languages"] != self.languages:
             raise ValueError(f"{ckpt_dir} was trained for languages {meta['languages']}, the model has {self.languages}")
         load_module_weights(self.projector, ckpt_dir / PROJECTOR_FILE)
         if "encoder" in meta["parts"]:

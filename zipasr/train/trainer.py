@@ -23,6 +23,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -57,7 +58,9 @@ def _writable_cache() -> str:
     """A writable build cache for DeepSpeed's JIT ops, one per (deepspeed install, torch version, compiler
     flags): builds of different installs in one directory replace each other, a rebuild of minutes each time."""
     spec = importlib.util.find_spec("deepspeed")
-    install = "|".join([spec.origin if spec else "", torch.__version__] +
+    # ninja on PATH too: the venv's and the system's write incompatible build logs (seen: one rebuilds
+    # after every run of the other, e.g. a recipe with the venv activated and tests without).
+    install = "|".join([spec.origin if spec else "", torch.__version__, shutil.which("ninja") or ""] +
                        [os.environ.get(k, "") for k in ("CXX", "CFLAGS", "LDFLAGS")])
     tag = hashlib.sha1(install.encode()).hexdigest()[:12]
     for base in (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")), Path(tempfile.gettempdir())):
@@ -455,12 +458,10 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
         averaged = average_checkpoints(ckpts)
         load_trainable_state(model, averaged, f"average of {[c.name for c in ckpts]}")
         tmp = exp_dir / ".tmp-final"
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing it
         model.save_trainable(tmp)
         save_weights(averaged, tmp / WEIGHTS, {"averaged": ",".join(c.name for c in ckpts)})
-        if final_dir.exists():
-            import shutil
-
-            shutil.rmtree(final_dir)
+        shutil.rmtree(final_dir, ignore_errors=True)
         tmp.rename(final_dir)
         logger.info("final model (average of %d checkpoints) in %s", len(ckpts), final_dir)
         if writer is not None:

@@ -1,8 +1,9 @@
 # --full true: every Stage-2 method and both encoder regimes (each regime trains its own Stage 1 and 2).
+# Budget: 3 h on an idle 2-core CPU.
 corpus_config=conf/corpus.yaml
-llm_opts="--set steps=600"
-encoder_opts="--set steps=1500"
-stage1_steps=1200
-stage2_steps=400
+llm_opts=""
+encoder_opts=""
+stage1_steps=500
+stage2_steps=120
 methods="vanilla independent flylora zipper_static zipper_hard zipper_soft zipper_soft_initb"
 regimes="full chunked"

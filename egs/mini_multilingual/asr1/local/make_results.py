@@ -82,7 +82,7 @@ def main(argv=None):
     rows, total = [], 0
     times = exp / "stage_times.tsv"
     if times.is_file():
-        for line in times.read_text().splitlines():
+        for line in sorted(times.read_text().splitlines(), key=lambda x: int(x.split("\t")[0])):
             stage, seconds, title = line.split("\t")
             rows.append([stage, title, f"{int(seconds) / 60:.1f}"])
             total += int(seconds)
@@ -122,7 +122,7 @@ def main(argv=None):
     # tables
     exp_dirs = [exp / r for r in regimes if (exp / r).is_dir()]
     out += ["## WER/CER tables (%)", "",
-            "Rows: Stage-1 (on the source test sets) and the Stage-2 methods (on the target test sets); "
+            "Rows: the Stage-1 model and the Stage-2 methods, all on the target test sets; "
             "the language's metric (WER, or CER for ja/ko). Relative change is against Vanilla-LoRA, "
             "positive = fewer errors.", ""]
     if exp_dirs:
@@ -134,20 +134,29 @@ def main(argv=None):
             "after Stage 2 with Zipper-Soft.", ""]
     for regime in regimes:
         base = exp / regime
-        s1 = cer_per_lang(Path("data/test_src_all"), base / f"stage1/decode_test_src_all_{regime}/text")
-        rows = [["Stage-1", *[s1.get(lang, "-") for lang in source]]]
-        out += [f"### {regime}: Stage 1 on the source test sets (CER %)", ""]
-        out += md_table(["", *source], rows) + [""]
+        src_dir = base / f"stage1/source_decode_test_src_all_{regime}"
+        s1 = cer_per_lang(Path("data/test_src_all"), src_dir / "text")
+        official = {}
+        if (src_dir / "score/result.json").is_file():
+            official = json.loads((src_dir / "score/result.json").read_text())["per_lang"]
+        rows = [["CER", *[s1.get(lang, "-") for lang in source]],
+                ["WER/CER (paper metric)", *[float(official[lang]["error_rate"]) if lang in official else "-"
+                                             for lang in source]]]
+        out += [f"### {regime}: Stage 1 on the source test sets (%, the paper's Table II)", ""]
+        out += md_table(["Stage-1", *source], rows) + [""]
         verdict = all(isinstance(v, float) and v <= 15 for v in s1.values()) and s1
         out.append(f"Source target {'met' if verdict else 'NOT met'}: mean CER {mean(list(s1.values())):.1f} %.")
         out.append("")
         methods = sorted(p.name[len("stage2_"):] for p in base.glob("stage2_*") if p.is_dir())
         cers = {m: cer_per_lang(Path("data/test_all"), base / f"stage2_{m}/decode_test_all_{regime}/text")
                 for m in methods}
+        if (base / f"stage1/decode_test_all_{regime}/text").is_file():
+            methods = ["stage1"] + methods
+            cers["stage1"] = cer_per_lang(Path("data/test_all"), base / f"stage1/decode_test_all_{regime}/text")
         if not cers:
             continue
         langs = high_langs + low_langs
-        out += [f"### {regime}: Stage 2 on the target test sets (CER %)", ""]
+        out += [f"### {regime}: the Stage-1 model and Stage 2 on the target test sets (CER %)", ""]
         rows = [[m, *[cers[m].get(lang, "-") for lang in langs],
                  mean([cers[m][x] for x in high_langs if x in cers[m]]),
                  mean([cers[m][x] for x in low_langs if x in cers[m]])] for m in methods]
