@@ -2,6 +2,8 @@
 
     python -m zipasr.bin.decode --exp_dir exp/zipper_soft --data_dir data/test_de --out_dir exp/zipper_soft/decode_test_de_chunked
     python -m zipasr.bin.decode --exp_dir exp/export_de --data_dir data/test_de --out_dir OUT --regime full --beam 4
+    python -m zipasr.bin.decode --exp_dir exp/zipper_soft --data_dir data/test_de --lid_model exp/stage1/lid \\
+        --out_dir exp/zipper_soft/decode_test_de_agnostic_chunked
 
 --exp_dir is an experiment dir (its config.yaml + final/ or --checkpoint) or an export dir written by
 zipasr.bin.export. The language of each utterance comes from the data dir's utt2lang (its prompt and its
@@ -9,6 +11,14 @@ adapter route). Writes OUT/text (Kaldi style `utt hypothesis`, sorted by utteran
 with the speed (utterances/s, real-time factor) and, with --dump_embeddings, OUT/embeddings.npz:
 utterance-level mean-pooled encoder outputs `embeddings` (N, d), `langs` (N,), `utts` (N,) for the t-SNE
 plot (paper Fig. 8).
+
+Language-agnostic inference: with --lid_model (a LID classifier dir written by zipasr.bin.train_lid, or
+a Whisper checkpoint dir with its decoder) the language of every utterance is predicted from its audio
+and drives the prompt and the adapter routing; utt2lang is then only the reference (it may be absent).
+Also writes OUT/utt2lang.pred and, when utt2lang is present, OUT/lid_accuracy.txt (first line
+`%LID 97.50 [ 39 / 40 ]`, then one line per language). Name such decodes
+`decode_<testset>_agnostic_<regime>`: zipasr.results then shows the column `<testset>_agnostic` beside
+the language-aware `<testset>` one.
 """
 from __future__ import annotations
 
@@ -18,16 +28,19 @@ import sys
 import time
 from pathlib import Path
 
+from zipasr.bin._cli import add_device_arguments, cli_main, cli_parser, torch_device
+
 logger = logging.getLogger("zipasr.decode")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("decode", __doc__)
     p.add_argument("--config", default=None,
                    help="YAML whose keys are option names (e.g. conf/decode.yaml: beam, batch_size, ...); "
                         "options given on the command line win")
     p.add_argument("--exp_dir", required=True, help="experiment dir (config.yaml + final/) or export dir")
-    p.add_argument("--data_dir", required=True, help="Kaldi data dir with utt2lang (feats.scp or wav.scp)")
+    p.add_argument("--data_dir", required=True,
+                   help="Kaldi data dir (feats.scp or wav.scp) with utt2lang (optional with --lid_model)")
     p.add_argument("--out_dir", required=True, help="output directory for text (and embeddings.npz)")
     p.add_argument("--checkpoint", default=None,
                    help="a checkpoint of EXP/checkpoints (name or path) instead of EXP/final")
@@ -39,8 +52,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16, help="utterances per batch (sorted by length)")
     p.add_argument("--max_new_tokens", type=int, default=200, help="longest transcript in tokens")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on CPUs with bf16, and on GPUs)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--lid_model", default=None,
+                   help="language-agnostic decoding: predict each utterance's language with this LID classifier "
+                        "dir (zipasr.bin.train_lid) or Whisper checkpoint dir, instead of reading utt2lang")
+    add_device_arguments(p)
     p.add_argument("--dump_embeddings", action="store_true",
                    help="also write OUT/embeddings.npz (utterance-level encoder outputs, their languages)")
     return p
@@ -54,14 +69,20 @@ def decode(args: argparse.Namespace) -> dict:
     from zipasr.data.datadir import write_kaldi_map
     from zipasr.data.features import FRAME_RATE, FeatureExtractor
     from zipasr.model.speech_llm import seconds_to_frames
+    from zipasr.sibling.lid_classifier import load_language_detector, predict_languages, write_lid_report
     from zipasr.train.dataset import SpeechDataset
     from zipasr.train.inference import load_model
     from zipasr.train.trainer import autocast_context, bf16_available
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    no_languages = ValueError(f"{args.data_dir} has no utt2lang: pass --lid_model (a LID classifier dir from "
+                              "zipasr.bin.train_lid, or a Whisper checkpoint dir) to predict the languages")
+    if args.lid_model is None and not (Path(args.data_dir) / "utt2lang").is_file():
+        raise no_languages  # before the (slow) model loading
+    device = torch_device(args)
     model, info = load_model(args.exp_dir, args.checkpoint, device)
+    if args.lid_model is not None and info["lang"] is not None:
+        raise ValueError(f"{args.exp_dir} is an export of language {info['lang']!r} only; language-agnostic "
+                         "decoding (--lid_model) needs an experiment dir")
     regime = args.regime or model.regime
     if regime == "full":
         segment_frames = 0
@@ -70,6 +91,11 @@ def decode(args: argparse.Namespace) -> dict:
                           else model.decode_segment_frames)
     extractor = FeatureExtractor.from_encoder_dir(info["encoder_dir"])
     data = SpeechDataset(args.data_dir, model.languages, None, extractor=extractor, cache=False)
+    detector = None
+    if args.lid_model is not None:
+        detector = load_language_detector(args.lid_model, model.languages).to(device).eval()
+    elif not data.has_languages:  # an empty utt2lang
+        raise no_languages
     indices = list(range(len(data)))
     if info["lang"] is not None:
         # An export holds one language's adapter folded into its weights.
@@ -83,6 +109,7 @@ def decode(args: argparse.Namespace) -> dict:
     bf16 = args.bf16 and bf16_available(device)
 
     hyps: dict[str, str] = {}
+    predicted: dict[str, str] = {}  # utt -> language from the LID (language-agnostic decoding only)
     embeddings, emb_langs, emb_utts = [], [], []
     n_frames = 0
     start = time.perf_counter()
@@ -91,13 +118,20 @@ def decode(args: argparse.Namespace) -> dict:
         chunk = indices[k:k + args.batch_size]
         batch = data.collate([[i] for i in chunk]).to(device)
         with torch.no_grad(), autocast_context(device, bf16):
-            texts = model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=args.max_new_tokens,
+            lang_ids = batch.lang_ids
+            if detector is not None:
+                # The predicted language replaces utt2lang's for both the prompt and the adapter route.
+                lang_ids = predict_languages(model, batch.feats, batch.feat_lens, detector, segment_frames)
+                predicted.update((data.utterances[i].utt, model.languages[int(lang)])
+                                 for i, lang in zip(chunk, lang_ids.tolist()))
+            texts = model.generate(batch.feats, batch.feat_lens, lang_ids, max_new_tokens=args.max_new_tokens,
                                    num_beams=args.beam, segment_frames=segment_frames)
             if args.dump_embeddings:
-                with model.lang_state.bound(batch.lang_ids):
+                with model.lang_state.bound(lang_ids):
                     pooled = model.encoder.utterance_embeddings(batch.feats, batch.feat_lens, segment_frames or None)
                 embeddings.append(pooled.float().cpu().numpy())
-                emb_langs += [data.utterances[i].lang for i in chunk]
+                # The true language colours the t-SNE plot; the predicted one where none is given.
+                emb_langs += [data.utterances[i].lang or predicted[data.utterances[i].utt] for i in chunk]
                 emb_utts += [data.utterances[i].utt for i in chunk]
         for i, text in zip(chunk, texts):
             hyps[data.utterances[i].utt] = text
@@ -120,6 +154,12 @@ def decode(args: argparse.Namespace) -> dict:
     summary = (f"decoded {stats['utterances']} utterances of {args.data_dir} in {elapsed:.1f} s: "
                f"{stats['utt_per_s']:.2f} utt/s, RTF {stats['rtf']:.3f} (regime {regime}, beam {args.beam}, "
                f"batch {args.batch_size})")
+    if detector is not None:
+        reference = {data.utterances[i].utt: data.utterances[i].lang for i in indices if data.utterances[i].lang}
+        report = write_lid_report(out_dir, predicted, reference or None)
+        stats["lid"] = report.splitlines()[0] if report else None  # "%LID 97.50 [ 39 / 40 ]"
+        summary += (f"\nlanguage-agnostic (LID {args.lid_model}): "
+                    + (report.splitlines()[0] if report else "no utt2lang, LID accuracy not scored"))
     logger.info("%s", summary)
     (out_dir / "decode.log").write_text(summary + "\n", encoding="utf-8")
     return stats
@@ -141,14 +181,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@cli_main("decode")
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        decode(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"decode: {err}", file=sys.stderr)
-        return 2
+    decode(parse_args(argv))
     return 0
 
 

@@ -11,12 +11,13 @@ model for that language. FlyLoRA cannot be folded (its update depends on each to
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+
+from zipasr.bin._cli import cli_main, cli_parser
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("export", __doc__)
     p.add_argument("--exp_dir", required=True, help="experiment dir (config.yaml + final/)")
     p.add_argument("--lang", required=True, help="ISO 639-1 code of the language to export")
     p.add_argument("--out", required=True, help="output directory")
@@ -24,16 +25,12 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main("export")
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from zipasr.train.inference import export_model
 
-    try:
-        export_model(args.exp_dir, args.lang, args.out, args.checkpoint)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"export: {err}", file=sys.stderr)
-        return 2
+    export_model(args.exp_dir, args.lang, args.out, args.checkpoint)
     return 0
 
 

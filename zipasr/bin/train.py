@@ -1,7 +1,7 @@
 """Train Stage 1 or Stage 2 of the Speech-LLM from one YAML config (DeepSpeed ZeRO-2).
 
     python -m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir exp/stage1
-    python -m zipasr.bin.train --config conf/train_stage2_zipper_soft.yaml --exp_dir exp/zipper_soft \
+    python -m zipasr.bin.train --config conf/train_stage2_zipper_soft.yaml --exp_dir exp/zipper_soft \\
         --set optim.lr=1e-4 --set model.init_from=exp/stage1
     python -m zipasr.bin.train ... --resume          # continue after a crash, exactly where it stopped
 
@@ -18,13 +18,14 @@ and finally EXP/final/ (the average of the last `train.avg_last` checkpoints), w
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
-from zipasr.config import ConfigError
+from zipasr.bin._cli import LOG_FORMAT, cli_main, cli_parser
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("train", __doc__)
     p.add_argument("--config", required=True, help="experiment YAML (sections model, data, optim, train)")
     p.add_argument("--exp_dir", required=True, help="output directory of this experiment")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -35,21 +36,20 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main("train")
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from zipasr.train.config import load_experiment_config
     from zipasr.train.trainer import train
 
-    try:
-        cfg = load_experiment_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"train: {err}", file=sys.stderr)
-        return 2
-    try:
-        train(cfg, args.exp_dir, resume=args.resume)
-    except ConfigError as err:
-        print(f"train: {err}", file=sys.stderr)
-        return 2
+    cfg = load_experiment_config(args.config, args.overrides)
+    # The trainer installs its own console handler (tagged with the rank); cli_main's plain one would
+    # print every line twice.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler and getattr(handler.formatter, "_fmt", None) == LOG_FORMAT:
+            root.removeHandler(handler)
+    train(cfg, args.exp_dir, resume=args.resume)
     return 0
 
 

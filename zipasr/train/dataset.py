@@ -1,7 +1,9 @@
 """Training data: the utterances of a Kaldi data dir, their features and transcript tokens, and batches.
 
 `SpeechDataset` reads a data dir once: per utterance the language (utt2lang), the transcript token ids
-(tokenised once, with the model's tokenizer) and the feature length. Features come from feats.scp or are
+(tokenised once, with the model's tokenizer) and the feature length. For decoding (`tokenize=None`) the
+data dir may lack utt2lang (language-agnostic inference predicts the languages): every utterance's
+`lang` is then None and its lang_id UNKNOWN_LANG. Features come from feats.scp or are
 computed from audio (zipasr.data.load_features); with `cache=True` (the default) all of them are read
 into memory once, so the training loop never touches the disk (the mini recipe's data is small). The
 packed length of an utterance, used by `zipasr.train.packing`, is
@@ -29,6 +31,7 @@ from zipasr.data.features import FRAME_RATE, FeatureExtractor, load_features
 logger = logging.getLogger(__name__)
 
 SPEECH_REDUCTION = 8  # Whisper's 2x then the projector's 4x: 100 Hz mel frames -> 12.5 Hz LLM inputs
+UNKNOWN_LANG = -1  # lang_id of an utterance without utt2lang entry (decoding only; a LID predicts it)
 
 
 def speech_tokens(n_frames: int) -> int:
@@ -39,7 +42,7 @@ def speech_tokens(n_frames: int) -> int:
 @dataclass
 class Utterance:
     utt: str
-    lang: str
+    lang: str | None  # None: not given (a data dir without utt2lang, decoding only)
     n_frames: int
     text_ids: list[int]
 
@@ -48,7 +51,8 @@ class SpeechDataset:
     """The utterances of one data dir, ready for packing and batching.
 
     Args:
-        data_dir: a Kaldi data dir with text, utt2lang and wav.scp (and feats.scp or utt2dur).
+        data_dir: a Kaldi data dir with text, utt2lang and wav.scp (and feats.scp or utt2dur); without
+            `tokenize` (decoding) utt2lang may be absent, then the languages are unknown.
         languages: the model's ordered language list; every utterance's language must be among them.
         tokenize: transcript -> token ids (no special tokens, no EOS), the model's own tokenisation
             (None when the transcripts are not needed, as in decoding).
@@ -63,7 +67,9 @@ class SpeechDataset:
         self.dd = DataDir.load(self.data_dir)
         self.languages = list(languages)
         self.extractor = extractor
-        if not self.dd.utt2lang:
+        # Training needs every language; decoding without utt2lang predicts them (language-agnostic).
+        self.has_languages = bool(self.dd.utt2lang)
+        if not self.has_languages and tokenize is not None:
             raise ValueError(f"{self.data_dir} has no utt2lang: training needs the language of every utterance")
         lang_index = {code: i for i, code in enumerate(self.languages)}
         self.utterances: list[Utterance] = []
@@ -72,9 +78,9 @@ class SpeechDataset:
         for utt in tqdm(self.dd.utt_ids, desc=f"loading {self.data_dir.name}", unit="utt", leave=False,
                         disable=len(self.dd) < 1000):
             lang = self.dd.utt2lang.get(utt)
-            if lang is None:
+            if lang is None and self.has_languages:
                 raise ValueError(f"{self.data_dir}/utt2lang has no entry for utterance {utt!r}")
-            if lang not in lang_index:
+            if lang is not None and lang not in lang_index:
                 raise ValueError(f"{self.data_dir}: utterance {utt!r} is in language {lang!r}, which is not among "
                                  f"the model's languages {self.languages} (data.languages)")
             feats = None
@@ -97,7 +103,7 @@ class SpeechDataset:
                            self.data_dir, len(dropped), max_frames, dropped[0])
         if not self.utterances:
             raise ValueError(f"{self.data_dir}: no utterances left to train on")
-        self.lang_ids = [lang_index[u.lang] for u in self.utterances]
+        self.lang_ids = [lang_index[u.lang] if u.lang is not None else UNKNOWN_LANG for u in self.utterances]
 
     def _load(self, utt: str) -> np.ndarray:
         feats = load_features(self.dd, utt, self.extractor)
@@ -134,7 +140,8 @@ class SpeechDataset:
 
     def collate(self, rows: Sequence[Sequence[int]]):
         """Rows of utterance indices -> SpeechBatch with feats (N, n_mels, T_max) zero-padded, feat_lens (N,),
-        lang_ids (N,), text_ids (N lists), rows (indices into the N flattened utterances)."""
+        lang_ids (N,) (UNKNOWN_LANG where utt2lang is absent), text_ids (N lists), rows (indices into the N
+        flattened utterances)."""
         from zipasr.model.speech_llm import SpeechBatch
 
         order = [i for row in rows for i in row]

@@ -85,8 +85,7 @@ def unwrap_adapters(module: nn.Module) -> int:
     for name, layer in layers.items():
         if not layer.merged:
             raise RuntimeError(f"adapter {name} is not merged; merge before unwrapping")
-        parent_name, _, attr = name.rpartition(".")
-        setattr(module.get_submodule(parent_name) if parent_name else module, attr, layer.base_layer)
+        module.set_submodule(name, layer.base_layer)
     return len(layers)
 
 

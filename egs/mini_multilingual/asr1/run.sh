@@ -127,7 +127,7 @@ if todo 6; then
     # which compare every row on the same target test sets, leave it out (RESULTS.md reports it)
     dir=exp/${regime}/stage1/source_decode_test_src_all_${regime}
     run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
-      --data_dir dump/test_src_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}"
+      --data_dir dump/test_src_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}" ${decode_opts}
     run python -m zipasr.bin.score --ref data/test_src_all/text --hyp "${dir}/text" --out "${dir}/score"
   done
   finish "Stage 1 (+ decoding of the source test sets)"
@@ -148,10 +148,10 @@ if todo 8; then
     # the Stage-1 model on the target test sets: the tables' "Stage-1" row, the starting point of Stage 2
     dir=exp/${regime}/stage1/decode_test_all_${regime}
     run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
-      --data_dir dump/test_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}"
+      --data_dir dump/test_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}" ${decode_opts}
     run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
     run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${methods}" \
-      --test_sets test_all --regimes "${regime}" --decode_opts "--dump_embeddings --threads ${threads}"
+      --test_sets test_all --regimes "${regime}" --decode_opts "--dump_embeddings --threads ${threads} ${decode_opts}"
   done
   finish "decoding"
 fi

@@ -7,3 +7,4 @@ stage1_steps=500        # 4 packed rows of 512 tokens (~40 utterances) per step:
 stage2_steps=120
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
+decode_opts=""

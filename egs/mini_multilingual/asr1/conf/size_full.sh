@@ -7,3 +7,4 @@ stage1_steps=500
 stage2_steps=120
 methods="vanilla independent flylora zipper_static zipper_hard zipper_soft zipper_soft_initb"
 regimes="full chunked"
+decode_opts=""

@@ -8,3 +8,4 @@ stage2_steps=3
 methods="vanilla zipper_soft"
 regimes="full"
 nj=1
+decode_opts="--max_new_tokens 12"   # the untrained micro models never stop early

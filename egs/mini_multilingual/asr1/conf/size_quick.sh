@@ -6,3 +6,4 @@ stage1_steps=120
 stage2_steps=40
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
+decode_opts=""

@@ -1,0 +1,522 @@
+"""Speed of the Speech-LLM at the mini recipe's model size: training step, throughput, decoding, packing.
+
+Sub-commands (each prints its numbers side by side in one run):
+
+  step        Stage-2 step time (forward + backward + AdamW step, bf16 autocast as the trainer runs it) of
+              every encoder-adapter method as a ratio to Vanilla-LoRA, on the same model and batch. Methods
+              run interleaved (round robin) and the median of the rounds is taken. Goal: Zipper <= 1.05x.
+  throughput  Stage-2 training throughput (LLM tokens/s, target tokens/s, audio s/s) over the batches of
+              an epoch, and model-FLOPs utilisation (MFU) against an assumed peak of this CPU.
+  decode      greedy decoding of 16 utterances as one batch vs one at a time (goal >= 4x), and the
+              real-time factor (decode time / audio seconds).
+  packing     share of real (non-pad) LLM tokens in a Stage-2 epoch, with pack_rows + BatchOrder exactly
+              as the trainer batches (goal >= 95 %), on the mini recipe's length distribution or a
+              Kaldi data dir.
+
+The models are built here, with random weights, at the mini recipe's size (zipasr.mini's
+EncoderPretrainConfig / LLMPretrainConfig defaults = conf/pretrain_{encoder,llm}.yaml: Whisper encoder
+80 mels d=256 4 layers, Qwen3 hidden 256 4 layers), with a SentencePiece tokenizer trained on sentences of
+the corpus languages. Adapters, LLM LoRA, batch size and row budget come from the recipe's
+conf/train_stage2_<method>.yaml; the utterance mix (12 target languages, 2000 vs 60 utterances) from its
+conf/corpus.yaml. Speech features are random; their lengths follow the synthetic corpus (see
+`synthetic_frames`).
+
+    python benchmarks/bench_speech_llm.py step --threads 1 --clock cpu
+    python benchmarks/bench_speech_llm.py throughput --threads 1
+    python benchmarks/bench_speech_llm.py decode --threads 1
+    python benchmarks/bench_speech_llm.py packing [--data_dir DIR --tokenizer_dir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import torch
+
+from zipasr.adapters import ADAPTERS
+from zipasr.config import load_config
+from zipasr.languages import get_language
+from zipasr.mini.pretrain_encoder import EncoderPretrainConfig, whisper_config
+from zipasr.mini.pretrain_llm import LLMPretrainConfig, qwen3_config
+from zipasr.mini.synth import CorpusConfig
+from zipasr.mini.text import SentenceSampler
+from zipasr.model.speech_llm import SpeechBatch, SpeechLLM
+from zipasr.train.config import load_experiment_config
+from zipasr.train.dataset import speech_tokens
+from zipasr.train.packing import BatchOrder
+from zipasr.train.trainer import autocast_context, bf16_available, param_groups
+
+RECIPE = Path(__file__).resolve().parent.parent / "egs" / "mini_multilingual" / "asr1"
+METHODS = list(ADAPTERS)
+GOALS = {"zipper_step": 1.05, "decode_speedup": 4.0, "packing": 0.95}
+# Measured on this CPU class (docs environment.md): a small transformer's fwd+bwd reaches ~180 GFLOP/s fp32
+# and ~430 GFLOP/s with bf16 autocast on 2 threads. Used as the "peak" of MFU, per thread.
+PEAK_GFLOPS_PER_THREAD = {"bf16": 215.0, "fp32": 90.0}
+# Model sizes: "mini" is the recipe's (conf/pretrain_{encoder,llm}.yaml = these configs' defaults); "test" is a
+# toy size for the smoke test only. Value: (encoder, LLM, tokenizer sentences per language).
+SIZES = {
+    "mini": (EncoderPretrainConfig(), LLMPretrainConfig(), 400),
+    "test": (EncoderPretrainConfig(d_model=64, layers=1, heads=2, ffn_dim=128),
+             LLMPretrainConfig(vocab_size=1000, hidden_size=64, layers=1, heads=2, kv_heads=1, head_dim=32,
+                               intermediate_size=128), 40),
+}
+
+
+# --------------------------------------------------------------------------- workload
+@dataclass
+class Utt:
+    lang: str
+    text_ids: list[int]
+    n_frames: int
+
+
+def synthetic_frames(text: str, rng: np.random.Generator) -> int:
+    """Mel frames (100/s) of an espeak-ng rendering of `text`: ~5 frames per character at a random speaking
+    rate (the default-size synthesised corpus has 4.9 +- 1.4 frames per byte of text, median 179 frames,
+    p10/p90 98/287, max 517) plus leading/trailing silence."""
+    return int(10 + len(text) * rng.uniform(3.5, 6.5))
+
+
+def corpus_mix(scale: float) -> dict[str, int]:
+    """Utterances per language of the recipe's Stage-2 training set (conf/corpus.yaml), times `scale`."""
+    corpus = load_config(CorpusConfig, RECIPE / "conf" / "corpus.yaml")
+    (target,) = [s for s in corpus.sets if s.name == "train_target"]
+    return {lang: max(1, round(n * scale)) for lang, n in target.utts_per_lang.items()}
+
+
+def synthetic_utterances(tokenizer, mix: dict[str, int], seed: int = 0) -> list[Utt]:
+    """Random sentences of the corpus's word lists (3-8 words), tokenised, with synthetic lengths."""
+    rng = np.random.default_rng(seed)
+    utts = []
+    for lang, n in mix.items():
+        sampler = SentenceSampler(lang, 1500, 3, 8, rng)
+        texts = sampler.sample_many(n)
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        utts += [Utt(lang, t, synthetic_frames(text, rng)) for text, t in zip(texts, ids)]
+    return utts
+
+
+def build_tokenizer(languages: list[str], out_dir: Path, vocab_size: int, sentences: int = 400):
+    """A SentencePiece tokenizer (as the mini recipe's pretrain_llm builds one) on sentences of `languages`."""
+    from zipasr.model.tokenizer import build_sentencepiece_tokenizer
+
+    rng = np.random.default_rng(1)
+    texts = [get_language(code).prompt for code in languages]
+    for code in languages:
+        texts += SentenceSampler(code, 1500, 3, 8, rng).sample_many(sentences)
+    return build_sentencepiece_tokenizer(texts, out_dir, vocab_size=vocab_size)
+
+
+def stage2_config(method: str):
+    """The recipe's Stage-2 experiment config of `method`."""
+    return load_experiment_config(RECIPE / "conf" / f"train_stage2_{method}.yaml")
+
+
+def build_model(method: str, tokenizer, languages: list[str], lid_file: Path, size: str = "mini") -> SpeechLLM:
+    """A Stage-2 SpeechLLM of SIZES[size] with random weights (same seed: same base weights for every
+    method) and the encoder adapter of the recipe's conf/train_stage2_<method>.yaml."""
+    from transformers import Qwen3ForCausalLM, WhisperModel
+
+    from zipasr.model.encoder import WhisperSpeechEncoder
+    from zipasr.model.projector import build_projector
+
+    cfg = stage2_config(method).model
+    torch.manual_seed(0)
+    enc_cfg, llm_cfg, _ = SIZES[size]
+    encoder = WhisperSpeechEncoder(WhisperModel(whisper_config(enc_cfg)).get_encoder())
+    llm = Qwen3ForCausalLM(qwen3_config(llm_cfg, tokenizer))
+    projector = build_projector(cfg.projector, encoder.output_dim, llm.config.hidden_size, cfg.projector_hidden)
+    model = SpeechLLM(encoder, projector, llm, tokenizer, languages, regime=cfg.regime)
+    model.insert_llm_lora(cfg.llm_lora)
+    adapter = cfg.encoder_adapter
+    adapter.lid_source, adapter.lid_file = "file", str(lid_file)
+    model.insert_encoder_adapters(adapter)
+    model.set_stage(2)
+    return model
+
+
+def write_lid_file(languages: list[str], d: int, path: Path) -> Path:
+    """Random LID table e(l) (L, d) for the routers (the recipe computes acoustic ones)."""
+    from zipasr.model.lid import save_lid_embeddings
+
+    return save_lid_embeddings(torch.randn(len(languages), d, generator=torch.Generator().manual_seed(2)),
+                               languages, path, source="file")
+
+
+def make_batch(utts: list[Utt], rows: list[list[int]], languages: list[str], n_mels: int,
+               seed: int = 0) -> SpeechBatch:
+    """Rows of utterance indices -> SpeechBatch with random features (as SpeechDataset.collate lays it out)."""
+    order = [i for row in rows for i in row]
+    lens = torch.tensor([utts[i].n_frames for i in order])
+    gen = torch.Generator().manual_seed(seed)
+    feats = torch.randn(len(order), n_mels, int(lens.max()), generator=gen)
+    feats *= (torch.arange(feats.shape[-1]) < lens[:, None])[:, None, :]
+    flat, start = [], 0
+    for row in rows:
+        flat.append(list(range(start, start + len(row))))
+        start += len(row)
+    lang_ids = torch.tensor([languages.index(utts[i].lang) for i in order])
+    return SpeechBatch(feats, lens, lang_ids, [list(utts[i].text_ids) for i in order], flat)
+
+
+def packed_lengths(utts: list[Utt], prompt_tokens: int) -> list[int]:
+    """As SpeechDataset.packed_lengths: speech tokens + transcript + EOS + reserved prompt tokens."""
+    return [speech_tokens(u.n_frames) + len(u.text_ids) + 1 + prompt_tokens for u in utts]
+
+
+class Setup:
+    """Tokenizer, LID table, utterances and the trainer's batch order, shared by the sub-commands."""
+
+    def __init__(self, args, scale: float, work: Path):
+        self.size = args.size
+        self.enc_cfg, llm_cfg, sentences = SIZES[args.size]
+        self.languages = list(corpus_mix(1.0))
+        self.tokenizer = build_tokenizer(self.languages, work / "tokenizer", llm_cfg.vocab_size, sentences)
+        self.lid_file = write_lid_file(self.languages, self.enc_cfg.d_model, work / "lid.safetensors")
+        self.utts = synthetic_utterances(self.tokenizer, corpus_mix(scale))
+        cfg = stage2_config("vanilla")
+        self.max_tokens, self.batch_size = cfg.data.max_tokens, cfg.batch_size
+        self.bf16 = cfg.train.bf16 and not args.fp32 and bf16_available(torch.device("cpu"))
+        prompt = max(len(self.tokenizer(get_language(c).prompt, add_special_tokens=False)["input_ids"])
+                     for c in self.languages)
+        self.order = BatchOrder(packed_lengths(self.utts, prompt), [u.lang for u in self.utts],
+                                self.max_tokens, self.batch_size)
+
+    def model(self, method: str) -> SpeechLLM:
+        return build_model(method, self.tokenizer, self.languages, self.lid_file, self.size)
+
+    def batch(self, rows, seed=0) -> SpeechBatch:
+        return make_batch(self.utts, rows, self.languages, self.enc_cfg.n_mels, seed)
+
+
+# --------------------------------------------------------------------------- training step
+class Stepper:
+    """One Stage-2 optimizer step of a model: forward under bf16 autocast, token-mean loss, backward,
+    gradient clipping and AdamW (torch's, as the trainer configures DeepSpeed: `torch_adam`)."""
+
+    def __init__(self, model: SpeechLLM, bf16: bool):
+        cfg = stage2_config("vanilla").optim
+        self.model = model.train()
+        self.bf16 = bf16
+        self.optim = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=1e-5, betas=tuple(cfg.betas),
+                                       eps=cfg.eps)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.grad_clip = cfg.grad_clip
+
+    def __call__(self, batch: SpeechBatch) -> int:
+        self.optim.zero_grad(set_to_none=True)
+        with autocast_context(torch.device("cpu"), self.bf16):
+            out = self.model(batch)
+        (out.loss.float() * out.n_tokens).backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.optim.step()
+        return out.n_tokens
+
+
+def cmd_step(args, setup: Setup) -> None:
+    batch = setup.batch(setup.order.next())
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    methods = ["vanilla"] + [m for m in args.methods if m != "vanilla"]
+    steppers = {m: Stepper(setup.model(m), setup.bf16) for m in methods}
+    print(f"Stage-2 step, batch: {len(batch.rows)} rows of <= {setup.max_tokens} tokens, {len(batch.text_ids)} "
+          f"utterances, {int(batch.feat_lens.sum())} mel frames (longest {int(batch.feat_lens.max())}); "
+          f"{'bf16 autocast' if setup.bf16 else 'fp32'}; median {args.clock} time of {args.iters} interleaved rounds "
+          f"after {args.warmup} warm-up")
+    times = {m: [] for m in methods}
+    for round_ in range(args.warmup + args.iters):
+        for m, step in steppers.items():
+            start = clock()
+            step(batch)
+            if round_ >= args.warmup:
+                times[m].append(clock() - start)
+    base = statistics.median(times["vanilla"])
+    trainable = {m: sum(p.numel() for p in s.params) for m, s in steppers.items()}
+    print(f"{'method':<16}{'step ms':>10}{'/ vanilla':>11}{'trainable':>12}")
+    for m in methods:
+        t = statistics.median(times[m])
+        print(f"{m:<16}{1000 * t:>10.1f}{t / base:>10.3f}x{trainable[m]:>12,}")
+    print("goals:")
+    for m in methods:
+        if m.startswith("zipper"):
+            ratio = statistics.median(times[m]) / base
+            verdict = "met" if ratio <= GOALS["zipper_step"] else "NOT met"
+            print(f"  {m} <= {GOALS['zipper_step']}x vanilla  {ratio:.3f}x  {verdict}")
+
+
+# --------------------------------------------------------------------------- throughput and MFU
+def model_flops(model: SpeechLLM, batch: SpeechBatch, speech_lens: list[int]) -> float:
+    """Model FLOPs of one training step (forward + backward = 3x forward, the 6N convention), counted from the
+    shapes: 2 x parameters x positions for every linear/conv layer (encoder, projector, LLM; the LM head only
+    on target positions, as the model runs it) plus attention 4 x len^2 x d_attn per layer (scores and
+    values; within each packed sample, which is all the block-diagonal mask lets count)."""
+    enc = model.encoder.whisper
+    ecfg, lcfg = enc.config, model.llm.config
+    d, mels = ecfg.d_model, ecfg.num_mel_bins
+    enc_layer = sum(p.numel() for n, p in enc.layers[0].named_parameters() if p.dim() == 2)
+    llm_layer = sum(p.numel() for n, p in model.llm.model.layers[0].named_parameters() if p.dim() == 2)
+    proj = sum(p.numel() for p in model.projector.parameters() if p.dim() >= 2)
+    d_attn = lcfg.num_attention_heads * lcfg.head_dim
+    flops = 0.0
+    for k, frames in enumerate(batch.feat_lens.tolist()):
+        t2 = (frames + 1) // 2
+        flops += 2 * 3 * mels * d * frames + 2 * 3 * d * d * t2  # conv1, conv2 (kernel 3)
+        flops += ecfg.encoder_layers * (2 * enc_layer * t2 + 4 * t2 * t2 * d)
+        flops += 2 * proj * speech_lens[k]
+        prompt = len(model.prompt_ids[int(batch.lang_ids[k])])
+        n = prompt + speech_lens[k] + len(batch.text_ids[k]) + 1
+        flops += lcfg.num_hidden_layers * (2 * llm_layer * n + 4 * n * n * d_attn)
+        flops += 2 * lcfg.vocab_size * lcfg.hidden_size * (len(batch.text_ids[k]) + 1)
+    return 3 * flops
+
+
+def counted_flops(step: Stepper, batch: SpeechBatch) -> float:
+    """FLOPs torch actually executes in one step (matmuls, convolutions, attention), by FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step(batch)
+    return float(counter.get_total_flops())
+
+
+def cmd_throughput(args, setup: Setup) -> None:
+    step = Stepper(setup.model(args.method), setup.bf16)
+    batches = [setup.batch(setup.order.local_rows(b), seed=k) for k, b in enumerate(setup.order.peek(args.steps + 1))]
+    step(batches[0])  # warm-up
+    llm_tokens = target = frames = 0
+    flops = 0.0
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+    for batch in batches[1:]:
+        target += step(batch)
+        speech = [speech_tokens(n) for n in batch.feat_lens.tolist()]
+        llm_tokens += sum(len(step.model.prompt_ids[int(l)]) + s + len(t) + 1
+                          for l, s, t in zip(batch.lang_ids, speech, batch.text_ids))
+        frames += int(batch.feat_lens.sum())
+        flops += model_flops(step.model, batch, speech)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    executed = counted_flops(step, batches[1]) / model_flops(step.model, batches[1],
+                                                             [speech_tokens(n) for n in batches[1].feat_lens.tolist()])
+    kind = "bf16" if setup.bf16 else "fp32"
+    peak = args.peak_gflops or PEAK_GFLOPS_PER_THREAD[kind] * torch.get_num_threads()
+    n_params = sum(p.numel() for p in step.model.parameters())
+    print(f"Stage-2 training ({args.method}), {args.steps} steps of {setup.batch_size} rows <= {setup.max_tokens} "
+          f"tokens, {kind}, {torch.get_num_threads()} thread(s); model {n_params / 1e6:.2f}M parameters, "
+          f"{sum(p.numel() for p in step.params) / 1e6:.2f}M trainable")
+    print(f"{'':<34}{'wall':>12}{'cpu':>12}")
+    print(f"{'step time s':<34}{wall / args.steps:>12.3f}{cpu / args.steps:>12.3f}")
+    for name, value in (("LLM tokens/s (real, no pad)", llm_tokens), ("target tokens/s", target),
+                        ("audio seconds/s", frames / 100.0)):
+        print(f"{name:<34}{value / wall:>12.1f}{value / cpu:>12.1f}")
+    print(f"{'model GFLOP/s (6N + attention)':<34}{flops / wall / 1e9:>12.1f}{flops / cpu / 1e9:>12.1f}")
+    print(f"{'MFU vs ' + f'{peak:.0f} GFLOP/s ' + kind:<34}{flops / wall / 1e9 / peak:>11.1%}"
+          f"{flops / cpu / 1e9 / peak:>12.1%}")
+    print(f"executed / model FLOPs (FlopCounterMode, one step): {executed:.2f}")
+
+
+# --------------------------------------------------------------------------- decoding
+def cmd_decode(args, setup: Setup) -> None:
+    model = setup.model(args.method).eval()
+    rng = np.random.default_rng(3)
+    pick = rng.choice(len(setup.utts), size=args.batch, replace=False).tolist()
+    batch = setup.batch([[i] for i in pick], seed=4)
+    audio = float(batch.feat_lens.sum()) / 100.0
+    device = torch.device("cpu")
+    # Every hypothesis gets exactly `new_tokens` tokens: a random model rarely emits EOS, a trained one stops
+    # after its transcript (mean transcript + EOS of this workload, by default).
+    new = args.new_tokens or round(statistics.mean(len(u.text_ids) + 1 for u in setup.utts))
+    options = dict(max_new_tokens=new, min_new_tokens=new)
+
+    def run(indices: list[int]) -> None:
+        idx = torch.tensor(indices)
+        feats = batch.feats[idx][:, :, :int(batch.feat_lens[idx].max())]
+        with torch.no_grad(), autocast_context(device, setup.bf16):
+            model.generate(feats, batch.feat_lens[idx], batch.lang_ids[idx], **options)
+
+    def batched() -> None:
+        run(list(range(args.batch)))
+
+    def single() -> None:
+        for k in range(args.batch):
+            run([k])
+
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    times = {"batched": [], "one at a time": []}
+    for round_ in range(args.warmup + args.iters):
+        for name, fn in (("batched", batched), ("one at a time", single)):
+            start = clock()
+            fn()
+            if round_ >= args.warmup:
+                times[name].append(clock() - start)
+    print(f"greedy decoding ({args.method}) of {args.batch} utterances, {audio:.1f} s of audio, {new} new tokens "
+          f"each, {'bf16' if setup.bf16 else 'fp32'}, {torch.get_num_threads()} thread(s); median {args.clock} "
+          f"time of {args.iters} interleaved rounds after {args.warmup} warm-up")
+    print(f"{'':<16}{'time s':>10}{'RTF':>10}{'utt/s':>10}")
+    for name, values in times.items():
+        t = statistics.median(values)
+        print(f"{name:<16}{t:>10.3f}{t / audio:>10.4f}{args.batch / t:>10.1f}")
+    speedup = statistics.median(times["one at a time"]) / statistics.median(times["batched"])
+    verdict = "met" if speedup >= GOALS["decode_speedup"] else "NOT met"
+    print(f"goals:\n  batched >= {GOALS['decode_speedup']}x one at a time  {speedup:.2f}x  {verdict}")
+
+
+# --------------------------------------------------------------------------- packing
+def padding_stats(order: BatchOrder, lengths: list[int], frames: list[int]) -> dict[str, float]:
+    """Real vs padded tokens of epoch 0's batches: the model pads every row of a batch to the longest row
+    (LLM side) and every utterance of a batch to the longest utterance (encoder, full-context regime).
+    `lengths` are the tokens each utterance really takes in a row (its own prompt, not the reserved one)."""
+    rows, batches = order.global_batches(0)
+    used = [i for b in batches for row in b for i in row]
+    real = sum(lengths[i] for i in used)
+    padded = sum(len(b) * max(sum(lengths[i] for i in row) for row in b) for b in batches)
+    n_utts = [sum(len(row) for row in b) for b in batches]
+    enc_real = sum(frames[i] for i in used)
+    enc_padded = sum(n * max(frames[i] for row in b for i in row) for n, b in zip(n_utts, batches))
+    return {"utts": len(lengths), "rows": len(rows), "llm": real / padded, "batches": len(batches), "dropped": len(lengths) - len(used),
+            "real": real, "padded": padded, "fill": real / (len(used) and sum(len(b) for b in batches) * order.max_tokens),
+            "enc": enc_real / enc_padded, "utts_per_batch": statistics.mean(n_utts)}
+
+
+def longtail_utterances(n: int, seed: int = 0) -> tuple[list[int], list[str], list[int]]:
+    """A long-tailed corpus like the paper's real data: log-normal durations (median 5 s, sigma 0.7, clipped
+    to 0.5-30 s), ~3 transcript tokens per second, the mini corpus's language mix."""
+    rng = np.random.default_rng(seed)
+    mix = corpus_mix(1.0)
+    langs = rng.choice(list(mix), size=n, p=np.array(list(mix.values())) / sum(mix.values())).tolist()
+    secs = np.clip(rng.lognormal(math.log(5.0), 0.7, size=n), 0.5, 30.0)
+    frames = (secs * 100).astype(int).tolist()
+    text = np.maximum(1, rng.poisson(3.0 * secs)).tolist()
+    return frames, langs, text
+
+
+def cmd_packing(args, work: Path) -> None:
+    cfg = stage2_config("vanilla")
+    max_tokens = args.max_tokens or cfg.data.max_tokens
+    batch_size = args.batch_size or cfg.batch_size
+    prompt = args.prompt_tokens
+    if args.dist == "longtail":
+        frames, langs, text = longtail_utterances(args.utts)
+        source = f"long-tailed synthetic ({args.utts} utterances, log-normal durations, median 5 s)"
+    else:
+        if args.data_dir:
+            from transformers import AutoTokenizer
+
+            from zipasr.train.dataset import SpeechDataset
+
+            tok = AutoTokenizer.from_pretrained(args.tokenizer_dir, local_files_only=True)
+            languages = sorted(set(Path(args.data_dir, "utt2lang").read_text(encoding="utf-8").split()[1::2]))
+            data = SpeechDataset(args.data_dir, languages, lambda t: tok(t, add_special_tokens=False)["input_ids"],
+                                 cache=False)
+            utts = [Utt(u.lang, u.text_ids, u.n_frames) for u in data.utterances]
+            source = f"data dir {args.data_dir} ({len(utts)} utterances)"
+        else:
+            languages = list(corpus_mix(1.0))
+            _, llm_cfg, sentences = SIZES[args.size]
+            tok = build_tokenizer(languages, work / "tokenizer", llm_cfg.vocab_size, sentences)
+            utts = synthetic_utterances(tok, corpus_mix(args.scale))
+            source = f"mini corpus, synthetic lengths ({len(utts)} utterances, conf/corpus.yaml train_target)"
+        prompts = {c: len(tok(get_language(c).prompt, add_special_tokens=False)["input_ids"]) for c in languages}
+        prompt = max(prompts.values())
+        frames, langs, text = [u.n_frames for u in utts], [u.lang for u in utts], [len(u.text_ids) for u in utts]
+    lengths = [speech_tokens(f) + t + 1 + prompt for f, t in zip(frames, text)]
+    real = lengths if args.dist == "longtail" else [n - prompt + prompts[l] for n, l in zip(lengths, langs)]
+    q = np.percentile(lengths, [10, 50, 90, 100])
+    print(f"packing of one Stage-2 epoch: {source}")
+    print(f"packed utterance tokens p10/p50/p90/max {q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}/{q[3]:.0f}, "
+          f"mel frames p50 {np.median(frames):.0f}, reserved prompt {prompt}; rows <= {max_tokens} tokens, "
+          f"{batch_size} rows per batch, epoch 0")
+    # As the trainer packs now (every utterance reserves the longest prompt), and packed by each utterance's
+    # own prompt length (what the model really puts into the row).
+    packings = {"reserved prompt": lengths, "own prompt": real}
+    stats = {name: padding_stats(BatchOrder(packed, langs, max_tokens, batch_size), real, frames)
+             for name, packed in packings.items()}
+    print(f"{'packed by':<44}" + "".join(f"{name:>17}" for name in packings))
+    for key, label, fmt in (("rows", "rows", "{:d}"), ("batches", "batches", "{:d}"),
+                            ("utts_per_batch", "utterances per batch", "{:.1f}"),
+                            ("dropped", "utterances in the dropped last batch", "{:d}"),
+                            ("fill", "row fill (real tokens / max_tokens)", "{:.1%}"),
+                            ("llm", "LLM real tokens / padded batch tokens", "{:.1%}"),
+                            ("enc", "encoder real frames / padded (full context)", "{:.1%}")):
+        print(f"{label:<44}" + "".join(f"{fmt.format(st[key]):>17}" for st in stats.values()))
+    print("goals:")
+    for name, st in stats.items():
+        verdict = "met" if st["llm"] >= GOALS["packing"] else "NOT met"
+        print(f"  LLM real-token share >= {GOALS['packing']:.0%} ({name})  {st['llm']:.1%}  {verdict}")
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, timed=True):
+        sp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+        sp.add_argument("--size", choices=list(SIZES), default="mini",
+                        help="mini: the recipe's model and tokenizer size; test: a toy size for smoke tests")
+        sp.add_argument("--scale", type=float, default=0.05 if timed else 1.0,
+                        help="fraction of the corpus's utterances to synthesise")
+        if timed:
+            sp.add_argument("--fp32", action="store_true", help="no bf16 autocast (default: as the recipe, bf16)")
+            sp.add_argument("--method", choices=METHODS, default="zipper_soft", help="encoder adapter")
+
+    sp = sub.add_parser("step", help="Stage-2 step time of every method / Vanilla-LoRA")
+    common(sp)
+    sp.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS,
+                    help="encoder adapters to time (vanilla, the reference, always runs)")
+    sp.add_argument("--iters", type=int, default=5, help="timed rounds")
+    sp.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    sp.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: perf_counter; cpu: this process's CPU time (steadier on a shared machine, 1 thread)")
+    sp = sub.add_parser("throughput", help="Stage-2 training tokens/s and MFU")
+    common(sp)
+    sp.add_argument("--steps", type=int, default=10, help="timed steps (distinct batches of the epoch)")
+    sp.add_argument("--peak_gflops", type=float, default=None,
+                    help="peak for MFU (default: 215 bf16 / 90 fp32 GFLOP/s per thread, measured, environment.md)")
+    sp = sub.add_parser("decode", help="batched vs one-at-a-time greedy decoding, real-time factor")
+    common(sp)
+    sp.add_argument("--batch", type=int, default=16, help="utterances")
+    sp.add_argument("--new_tokens", type=int, default=0, help="tokens per hypothesis (0: mean transcript + EOS)")
+    sp.add_argument("--iters", type=int, default=3)
+    sp.add_argument("--warmup", type=int, default=1)
+    sp.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    sp = sub.add_parser("packing", help="real-token share of a Stage-2 epoch")
+    common(sp, timed=False)
+    sp.add_argument("--dist", choices=["mini", "longtail"], default="mini",
+                    help="mini: the mini corpus (or --data_dir); longtail: log-normal durations")
+    sp.add_argument("--data_dir", default=None, help="a Kaldi data dir (utt2num_frames or utt2dur, text, utt2lang)")
+    sp.add_argument("--tokenizer_dir", default=None, help="tokenizer for --data_dir (the recipe's LLM dir)")
+    sp.add_argument("--utts", type=int, default=20000, help="utterances of --dist longtail")
+    sp.add_argument("--max_tokens", type=int, default=None, help="row budget (default: the recipe's data.max_tokens)")
+    sp.add_argument("--batch_size", type=int, default=None, help="rows per batch (default: the recipe's)")
+    sp.add_argument("--prompt_tokens", type=int, default=12, help="reserved prompt tokens of --dist longtail")
+    args = p.parse_args(argv)
+    if args.command == "packing" and bool(args.data_dir) != bool(args.tokenizer_dir):
+        p.error("--data_dir and --tokenizer_dir go together")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="bench_speech_llm_") as tmp:
+        work = Path(tmp)
+        if args.command == "packing":
+            cmd_packing(args, work)
+            return
+        setup = Setup(args, args.scale, work)
+        {"step": cmd_step, "throughput": cmd_throughput, "decode": cmd_decode}[args.command](args, setup)
+
+
+if __name__ == "__main__":
+    main()

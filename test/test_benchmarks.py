@@ -1,0 +1,60 @@
+"""Smoke test of benchmarks/bench_speech_llm.py: every sub-command runs at a toy size and prints its table."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_speech_llm.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_speech_llm", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(bench, capsys, argv: list[str]) -> str:
+    bench.main(argv)
+    return capsys.readouterr().out
+
+
+def test_step(bench, capsys):
+    out = run(bench, capsys, ["step", "--size", "test", "--scale", "0.005", "--iters", "1", "--warmup", "0",
+                              "--methods", "zipper_soft", "flylora"])
+    ratios = dict(re.findall(r"^(\w+)\s+[\d.]+\s+([\d.]+)x", out, re.M))
+    assert set(ratios) == {"vanilla", "zipper_soft", "flylora"}
+    assert float(ratios["vanilla"]) == 1.0 and float(ratios["zipper_soft"]) > 0
+    assert re.search(r"zipper_soft <= 1.05x vanilla\s+[\d.]+x\s+(met|NOT met)", out)
+
+
+def test_throughput(bench, capsys):
+    out = run(bench, capsys, ["throughput", "--size", "test", "--scale", "0.005", "--steps", "1"])
+    rates = {name.strip(): (float(w), float(c)) for name, w, c in
+             re.findall(r"^([A-Za-z][\w ()/,+-]*?)\s{2,}([\d.]+)%?\s+([\d.]+)%?$", out, re.M)}
+    assert rates["LLM tokens/s (real, no pad)"][0] > 0 and rates["target tokens/s"][1] > 0
+    assert any(name.startswith("MFU vs") for name in rates)
+    assert 0.1 < float(re.search(r"executed / model FLOPs .*: ([\d.]+)", out).group(1)) < 10
+
+
+def test_decode(bench, capsys):
+    out = run(bench, capsys, ["decode", "--size", "test", "--scale", "0.005", "--batch", "3", "--iters", "1",
+                              "--warmup", "0", "--new_tokens", "2"])
+    times = dict(re.findall(r"^(batched|one at a time)\s+([\d.]+)\s+[\d.]+\s+[\d.]+$", out, re.M))
+    assert set(times) == {"batched", "one at a time"}
+    assert re.search(r"batched >= 4.0x one at a time\s+[\d.]+x\s+(met|NOT met)", out)
+
+
+def test_packing(bench, capsys):
+    out = run(bench, capsys, ["packing", "--size", "test", "--scale", "0.02"])
+    share = re.search(r"LLM real tokens / padded batch tokens\s+([\d.]+)%\s+([\d.]+)%", out)
+    assert share and 50 < float(share.group(1)) <= 100 and 50 < float(share.group(2)) <= 100
+    out = run(bench, capsys, ["packing", "--dist", "longtail", "--utts", "300", "--max_tokens", "2048",
+                              "--batch_size", "4"])
+    assert re.search(r"LLM real-token share >= 95% \(own prompt\)\s+[\d.]+%", out)
