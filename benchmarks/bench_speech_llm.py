@@ -204,8 +204,10 @@ class Stepper:
     """One Stage-2 optimizer step of a model: forward under bf16 autocast, token-mean loss, backward,
     gradient clipping and AdamW (torch's, as the trainer configures DeepSpeed: `torch_adam`)."""
 
-    def __init__(self, model: SpeechLLM, bf16: bool):
+    def __init__(self, model: SpeechLLM, bf16: bool, clock=time.perf_counter):
         cfg = stage2_config("vanilla").optim
+        self.clock = clock
+        self.phases = (0.0, 0.0)  # (forward + backward, clipping + optimizer) time of the last call
         self.model = model.train()
         self.bf16 = bf16
         self.optim = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=1e-5, betas=tuple(cfg.betas),
@@ -214,12 +216,15 @@ class Stepper:
         self.grad_clip = cfg.grad_clip
 
     def __call__(self, batch: SpeechBatch) -> int:
+        start = self.clock()
         self.optim.zero_grad(set_to_none=True)
         with autocast_context(torch.device("cpu"), self.bf16):
             out = self.model(batch)
         (out.loss.float() * out.n_tokens).backward()
+        middle = self.clock()
         torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optim.step()
+        self.phases = (middle - start, self.clock() - middle)
         return out.n_tokens
 
 
@@ -227,24 +232,30 @@ def cmd_step(args, setup: Setup) -> None:
     batch = setup.batch(setup.order.next())
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     methods = ["vanilla"] + [m for m in args.methods if m != "vanilla"]
-    steppers = {m: Stepper(setup.model(m), setup.bf16) for m in methods}
+    steppers = {m: Stepper(setup.model(m), setup.bf16, clock) for m in methods}
     print(f"Stage-2 step, batch: {len(batch.rows)} rows of <= {setup.max_tokens} tokens, {len(batch.text_ids)} "
           f"utterances, {int(batch.feat_lens.sum())} mel frames (longest {int(batch.feat_lens.max())}); "
           f"{'bf16 autocast' if setup.bf16 else 'fp32'}; median {args.clock} time of {args.iters} interleaved rounds "
           f"after {args.warmup} warm-up")
     times = {m: [] for m in methods}
+    phases = {m: [] for m in methods}
     for round_ in range(args.warmup + args.iters):
         for m, step in steppers.items():
             start = clock()
             step(batch)
             if round_ >= args.warmup:
                 times[m].append(clock() - start)
+                phases[m].append(step.phases)
     base = statistics.median(times["vanilla"])
+    base_fb = statistics.median(p[0] for p in phases["vanilla"])
     trainable = {m: sum(p.numel() for p in s.params) for m, s in steppers.items()}
-    print(f"{'method':<16}{'step ms':>10}{'/ vanilla':>11}{'trainable':>12}")
+    print(f"{'method':<16}{'step ms':>10}{'/ vanilla':>11}{'fwd+bwd ms':>12}{'/ vanilla':>11}{'optim ms':>10}"
+          f"{'trainable':>12}")
     for m in methods:
         t = statistics.median(times[m])
-        print(f"{m:<16}{1000 * t:>10.1f}{t / base:>10.3f}x{trainable[m]:>12,}")
+        fb, opt = (statistics.median(p[k] for p in phases[m]) for k in (0, 1))
+        print(f"{m:<16}{1000 * t:>10.1f}{t / base:>10.3f}x{1000 * fb:>12.1f}{fb / base_fb:>10.3f}x"
+              f"{1000 * opt:>10.1f}{trainable[m]:>12,}")
     print("goals:")
     for m in methods:
         if m.startswith("zipper"):

@@ -55,7 +55,7 @@ def test_parser_and_device_arguments():
 # The entry points built on _cli (train, decode, export and the mini recipe's makers are to follow).
 ENTRY_POINTS = ["prepare", "validate_data_dir", "fix_data_dir", "combine_data", "subset_data_dir", "dump_feats",
                 "lid_embed", "param_table", "score", "show_results", "plot", "lors_merge", "experts",
-                "add_language", "train_lid"]
+                "add_language", "train_lid", "train", "decode", "export"]
 
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)

@@ -152,8 +152,10 @@ def test_bad_lid_model_is_a_clean_error(runs, tmp_path, capsys):
 
     assert main(["--exp_dir", str(runs["stage2"]), "--data_dir", str(runs["data"]), "--out_dir", str(tmp_path / "o"),
                  "--lid_model", str(tmp_path), *COMMON]) == 1
-    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bars of the model loading
-    assert err.startswith("decode: error: ") and str(tmp_path) in err and "LID classifier" in err
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]  # after the progress bars of the model loading
+    assert last.startswith("decode: error: ") and str(tmp_path) in last and "LID classifier" in last
+    assert "Traceback" not in err
 
 
 def test_result_tables_show_agnostic_beside_language_aware(tmp_path):
@@ -172,3 +174,16 @@ def test_result_tables_show_agnostic_beside_language_aware(tmp_path):
     assert "| Method | test_de (de) | test_de_agnostic (de) | Avg |" in table
     assert "| Zipper-LoRA-Soft | 10.00 | 12.50 | 11.25 |" in table
     assert "| lors | - | 11.00 | - |" in table
+
+
+def test_dataset_without_utt2lang_is_for_decoding_only(tmp_path):
+    from test_train_helpers import make_data_dir
+    from zipasr.train.dataset import UNKNOWN_LANG, SpeechDataset
+
+    data = make_data_dir(tmp_path / "data", per_lang=1)
+    (data / "utt2lang").unlink()
+    with pytest.raises(ValueError, match="has no utt2lang: training needs"):
+        SpeechDataset(data, ["en", "de", "fr", "zh"], lambda text: [1, 2])
+    dataset = SpeechDataset(data, ["en", "de", "fr", "zh"], None)
+    assert not dataset.has_languages and all(u.lang is None for u in dataset.utterances)
+    assert dataset.collate([[0, 1], [2]]).lang_ids.tolist() == [UNKNOWN_LANG] * 3
