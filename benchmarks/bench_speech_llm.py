@@ -393,7 +393,7 @@ def padding_stats(order: BatchOrder, lengths: list[int], frames: list[int]) -> d
     enc_real = sum(frames[i] for i in used)
     enc_padded = sum(n * max(frames[i] for row in b for i in row) for n, b in zip(n_utts, batches))
     return {"utts": len(lengths), "rows": len(rows), "llm": real / padded, "batches": len(batches), "dropped": len(lengths) - len(used),
-            "real": real, "padded": padded, "fill": real / (len(used) and sum(len(b) for b in batches) * order.max_tokens),
+            "real": real, "padded": padded, "fill": real / (sum(len(b) for b in batches) * order.max_tokens),
             "enc": enc_real / enc_padded, "utts_per_batch": statistics.mean(n_utts)}
 
 
@@ -477,6 +477,7 @@ def parse_args(argv=None):
                         help="fraction of the corpus's utterances to synthesise")
         if timed:
             sp.add_argument("--fp32", action="store_true", help="no bf16 autocast (default: as the recipe, bf16)")
+        if timed and sp.prog.split()[-1] != "step":
             sp.add_argument("--method", choices=METHODS, default="zipper_soft", help="encoder adapter")
 
     sp = sub.add_parser("step", help="Stage-2 step time of every method / Vanilla-LoRA")
