@@ -82,6 +82,24 @@ def test_packed_sample_loss_equals_sample_alone(tmp_path, tiny_whisper_dir, tiny
     assert loss_sum([[a, b], [c]]) == pytest.approx(sum(alone.values()), rel=1e-5)
 
 
+def test_packed_lengths_reserve_each_languages_own_prompt(tmp_path, tiny_whisper_dir, tiny_llm_dir):
+    from test_train_helpers import make_data_dir
+    from zipasr.train.dataset import speech_tokens
+    from zipasr.train.trainer import build_model, load_dataset
+
+    data = make_data_dir(tmp_path / "data", per_lang=1)
+    cfg = load_experiment_config(write_config(stage1_config(tiny_whisper_dir, tiny_llm_dir, data), tmp_path / "c.yaml"))
+    model = build_model(cfg).eval()
+    dataset = load_dataset(cfg, model, str(data))
+    per_lang = [len(ids) for ids in model.prompt_ids]
+    assert len(set(per_lang)) > 1  # the test means something only if prompts differ in length
+    lengths = dataset.packed_lengths(per_lang)
+    for i, u in enumerate(dataset.utterances):
+        prompt = len(model.prompt_ids[dataset.lang_ids[i]])
+        assert lengths[i] == speech_tokens(u.n_frames) + len(u.text_ids) + 1 + prompt
+    assert dataset.packed_lengths(50) == [n - per_lang[l] + 50 for n, l in zip(lengths, dataset.lang_ids)]
+
+
 # --------------------------------------------------------------------------- DeepSpeed
 def test_two_processes_match_one_process(runs, tmp_path):
     """ZeRO-2 on 2 CPU processes with batch 1 each = 1 process with batch 2 (same global batch)."""

@@ -24,7 +24,7 @@ class DataConfig:
     train_dir: str = ""  # Kaldi data dir with text, utt2lang, wav.scp (+ feats.scp from the dump stage)
     valid_dir: str | None = None  # validation loss at every checkpoint (None: no validation)
     max_tokens: int = 2048  # packed row budget: speech tokens (8x reduced) + text + EOS + prompt, per utterance
-    prompt_tokens: int | None = None  # reserved prompt tokens per utterance (None: the longest prompt's length)
+    prompt_tokens: int | None = None  # reserved prompt tokens per utterance (None: its language prompt's own length)
     batch_size: int | None = None  # packed rows per micro-batch per process (None: 16 chunked, 10 full context)
     cache_features: bool = True  # read every feature matrix into memory once (no disk I/O in the loop)
     max_frames: int | None = None  # drop longer utterances (None: 3000 in the full regime, no limit chunked)

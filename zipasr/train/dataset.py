@@ -130,9 +130,15 @@ class SpeechDataset:
             return self._feats[index]
         return self._load(self.utterances[index].utt)
 
-    def packed_lengths(self, prompt_tokens: int) -> list[int]:
-        """Tokens each utterance occupies in a packed row (speech + transcript + EOS + prompt)."""
-        return [speech_tokens(u.n_frames) + len(u.text_ids) + 1 + prompt_tokens for u in self.utterances]
+    def packed_lengths(self, prompt_tokens: int | Sequence[int]) -> list[int]:
+        """Tokens each utterance occupies in a packed row (speech + transcript + EOS + prompt).
+
+        `prompt_tokens`: one reserved count for all, or the prompt length per language (indexed by lang_id),
+        which packs rows tighter when prompts differ in length across languages.
+        """
+        per_lang = [prompt_tokens] * len(self.languages) if isinstance(prompt_tokens, int) else prompt_tokens
+        return [speech_tokens(u.n_frames) + len(u.text_ids) + 1 + per_lang[lang_id]
+                for u, lang_id in zip(self.utterances, self.lang_ids)]
 
     def target_tokens(self, rows: Sequence[Sequence[int]]) -> int:
         """Transcript tokens + one EOS per utterance in `rows`: the tokens the loss is computed on."""

@@ -256,7 +256,7 @@ class Prefetcher:
 # --------------------------------------------------------------------------- validation
 @torch.no_grad()
 def validate(model, dataset: SpeechDataset, cfg: ExperimentConfig, rank: int, world: int,
-             device: torch.device, bf16: bool, prompt_tokens: int) -> float:
+             device: torch.device, bf16: bool, prompt_tokens: int | list[int]) -> float:
     """Token-weighted mean loss over the valid set (rows split across processes), in the decoding regime."""
     was_training = model.training
     model.eval()
@@ -311,9 +311,10 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
 
     # --- data
     dataset = load_dataset(cfg, model, cfg.data.train_dir)
+    # Reserve each language's own prompt length unless a fixed count is configured.
     prompt_tokens = cfg.data.prompt_tokens
     if prompt_tokens is None:
-        prompt_tokens = max(len(ids) for ids in model.prompt_ids)
+        prompt_tokens = [len(ids) for ids in model.prompt_ids]
     lengths = dataset.packed_lengths(prompt_tokens)
     over = sum(n > cfg.data.max_tokens for n in lengths)
     if over:
