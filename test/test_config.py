@@ -54,3 +54,10 @@ def test_invalid_yaml_names_file(tmp_path):
     path.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(Outer, path)
+
+
+def test_float_written_without_dot_is_accepted():
+    cfg = from_dict(Inner, {"alpha": "1e-3"})
+    assert cfg.alpha == 1e-3
+    with pytest.raises(ConfigError, match="alpha"):
+        from_dict(Inner, {"alpha": "big"})

@@ -58,6 +58,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         val_tp = args[1] if len(args) == 2 else Any
         return {k: _convert(v, val_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; accept any plain number written that way.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a float, got {value!r}")
         return float(value)

@@ -26,6 +26,7 @@ from zipasr.bin._cli import cli_main, cli_parser
 from zipasr.plots import load_embeddings_npz, plot_radar, plot_relative_change, plot_tsne
 from zipasr.results import REGIMES, build_tables, collect_results, relative_change
 
+AGNOSTIC_SUFFIX = "_agnostic"  # decode_<testset>_agnostic_<regime>: language-agnostic decodes
 logger = logging.getLogger("zipasr.plot")
 
 DEFAULT_BASELINE = "vanilla"
@@ -59,16 +60,19 @@ def plot_results(exp_dirs: list[str], out_dir: Path, baseline: str | None) -> li
         logger.warning("no %s results: no relative-change figures", base)
     for table in tables:
         regime = REGIMES[table.regime]
-        # The figures compare Stage-2 methods (as the paper's do); Stage-1 stays in the tables.
-        complete = [r for r in table.rows if r.method != "stage1" and table.avg(r) is not None]
+        # The figures compare Stage-2 methods (as the paper's do) on the language-aware test sets that
+        # Stage 2 was decoded on; Stage-1-only and language-agnostic columns stay in the tables.
+        stage2 = [r for r in table.rows if r.method != "stage1"]
+        columns = [c for c in table.columns if not c.testset.endswith(AGNOSTIC_SUFFIX)
+                   and any((r, c) in table.values for r in stage2)]
+        complete = [r for r in stage2 if all(table.values.get((r, c)) is not None for c in columns)]
         for row in table.rows:
             if row not in complete:
                 logger.info("radar %s: leaving out %s (not every column scored)", regime, row.label)
-        if len(table.columns) < 3:
-            logger.warning("radar %s: only %d column(s), a radar needs 3: skipped", regime,
-                           len(table.columns))
+        if len(columns) < 3:
+            logger.warning("radar %s: only %d column(s), a radar needs 3: skipped", regime, len(columns))
         elif complete:
-            scores = {r.display(standalone=True): {c.label: table.values[(r, c)] for c in table.columns}
+            scores = {r.display(standalone=True): {c.label: table.values[(r, c)] for c in columns}
                       for r in complete}
             written.append(plot_radar(scores, out_dir / f"radar_{table.regime}.png",
                                       f"(1 - WER/CER) %, {regime}"))
