@@ -57,17 +57,30 @@ def test_copy_sequences_have_the_speech_llm_layout(tmp_path):
 
     text_dir = _lm_text_dir(tmp_path / "lm")
     sentences = [line.split(" ", 1)[1] for line in (text_dir / "text").read_text().splitlines()]
-    build_sentencepiece_tokenizer(sentences + ["Please transcribe the audio content into text."], tmp_path / "tok", 300)
+    build_sentencepiece_tokenizer(sentences + ["Please transcribe the audio content into text."], tmp_path / "tok", 300,
+                                  user_symbols=["<sep>"])
     tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
     cfg = from_dict(LLMPretrainConfig, {"copy_ratio": 1.0, "char_copy_ratio": 1.0})
     maker = SequenceMaker(tok, cfg)
     ids, labels, kind = maker.make("en", "hello world", np.random.default_rng(0))
     text = maker.encode("hello world")
-    context = maker.prompt("en") + maker.spell("hello world")
+    sep = tok.convert_tokens_to_ids("<sep>")
+    context = maker.prompt("en") + maker.spell("hello world") + [sep]
     assert kind == "char_copy" and len(maker.spell("hello world")) == len("hello world")
     assert ids == context + text + [tok.eos_token_id]
     assert labels == [IGNORE] * len(context) + text + [tok.eos_token_id]
     assert tok.unk_token_id not in maker.spell("hello world")
+    # token copy: the source is exactly the copy's tokens, and the separator marks where the copy starts
+    maker = SequenceMaker(tok, from_dict(LLMPretrainConfig, {"copy_ratio": 1.0, "char_copy_ratio": 0.0}))
+    ids, labels, kind = maker.make("en", "hello world", np.random.default_rng(0))
+    n = len(maker.prompt("en"))
+    assert kind == "copy" and ids[n:n + len(text)] == text and ids[n + len(text)] == sep
+    assert labels[n + len(text) + 1:] == text + [tok.eos_token_id]
+    # the Speech-LLM's layout, without a separator, stays available
+    no_sep = SequenceMaker(tok, from_dict(LLMPretrainConfig, {"copy_ratio": 1.0, "separator": ""}))
+    assert sep not in no_sep.make("en", "hello world", np.random.default_rng(0))[0]
+    with pytest.raises(ValueError, match="separator"):
+        SequenceMaker(tok, from_dict(LLMPretrainConfig, {"separator": "<nope>"}))
 
 
 def test_pretrain_llm_writes_a_loadable_deterministic_checkpoint(tmp_path):
@@ -76,8 +89,10 @@ def test_pretrain_llm_writes_a_loadable_deterministic_checkpoint(tmp_path):
     text_dir = _lm_text_dir(tmp_path / "lm")
     cfg = from_dict(LLMPretrainConfig, TINY_LLM)
     result = pretrain_llm(cfg, text_dir, tmp_path / "a", languages=["en", "ja", "ru"])
-    assert {"loss_lm", "accuracy_copy", "accuracy_char_copy"} <= set(result)
+    assert {"loss_lm", "accuracy_copy", "accuracy_char_copy", "accuracy_copy_tokens"} <= set(result)
+    assert 0.0 <= result["accuracy_copy_tokens"] <= 1.0
     llm, tok = load_llm(tmp_path / "a")
+    assert tok.convert_tokens_to_ids("<sep>") != tok.unk_token_id  # the separator is one piece
     assert llm.config.model_type == "qwen3" and llm.config.hidden_size == 32
     assert tok.decode(tok("こんにちは", add_special_tokens=False)["input_ids"]) == "こんにちは"
     assert (tmp_path / "a" / "train_log.tsv").read_text().count("\n") == 4  # header + 3 steps

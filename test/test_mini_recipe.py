@@ -1,13 +1,16 @@
-"""CI's end-to-end run of the mini recipe in its micro configuration: every stage, two Stage-2 methods.
+"""CI's end-to-end run of the mini recipe in its micro configuration: every stage, three Stage-2 methods,
+the sibling method lors (LoRS-Merging of the Independent-LoRA adapters) and one language-agnostic decode.
 
 The recipe runs in a temporary copy of egs/mini_multilingual/asr1 (its files symlinked), so a user's
 own runs in the recipe dir are never touched. Checks that the tables, the figures and RESULTS.md are
-produced, that every score line parses, and that a rerun skips every finished stage.
+produced, that every score line parses (the LID accuracy line too), and that a rerun skips every finished
+stage.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -18,6 +21,8 @@ import pytest
 from zipasr.scoring import parse_summary_line
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs" / "mini_multilingual" / "asr1"
+# the first line of a language-agnostic decode's lid_accuracy.txt (zipasr.sibling.lid_classifier.lid_report)
+LID_LINE = re.compile(r"^%LID (?P<rate>\d+\.\d+) \[ (?P<correct>\d+) / (?P<total>\d+) \]$")
 RECIPE_FILES = ["run.sh", "asr.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local", "utils"]
 
 
@@ -50,7 +55,8 @@ def test_micro_run_produces_tables_and_figures(micro_run):
     assert (exp / "lid/acoustic.safetensors").is_file() and (exp / "lid/acoustic_cosine.png").is_file()
     # scores parse: Stage 1 on the source test sets, every Stage-2 method on the target test sets
     decodes = [exp / "full/stage1/source_decode_test_src_all_full", exp / "full/stage1/decode_test_all_full"] + \
-        [exp / f"full/stage2_{m}/decode_test_all_full" for m in ("vanilla", "zipper_soft")]
+        [exp / f"full/stage2_{m}/decode_test_all_full" for m in ("vanilla", "zipper_soft", "independent", "lors")] + \
+        [exp / "full/stage2_zipper_soft/decode_test_all_agnostic_full"]
     for d in decodes:
         result = json.loads((d / "score/result.json").read_text())
         assert result["per_lang"], d
@@ -58,11 +64,27 @@ def test_micro_run_produces_tables_and_figures(micro_run):
             if line.startswith("%"):
                 parsed = parse_summary_line(line)
                 assert 0.0 <= parsed["rate"] and parsed["ref_count"] > 0
-    test_langs = set(json.loads((decodes[2] / "score/result.json").read_text())["per_lang"])
-    assert test_langs == {"de", "es", "fr", "ru", "vi", "it", "en", "el", "pt", "ja", "ko", "fa"}
+    test_langs = {"de", "es", "fr", "ru", "vi", "it", "en", "el", "pt", "ja", "ko", "fa"}
+    for d in decodes[2:]:
+        assert set(json.loads((d / "score/result.json").read_text())["per_lang"]) == test_langs, d
+    # the sibling method is an ordinary experiment dir; the agnostic decode reports its LID accuracy
+    assert json.loads((exp / "full/stage2_lors/sibling.json").read_text())
+    assert (exp / "full/stage1/lid/lid_classifier.json").is_file()
+    agnostic = decodes[-1]
+    m = LID_LINE.match((agnostic / "lid_accuracy.txt").read_text().splitlines()[0])
+    assert m, (agnostic / "lid_accuracy.txt").read_text()
+    correct, total = int(m["correct"]), int(m["total"])
+    n_test = len((work / "data/test_all/text").read_text().splitlines())
+    assert total == n_test and 0 <= correct <= total
+    assert abs(float(m["rate"]) - 100 * correct / total) < 0.01
+    predicted = dict(line.split() for line in (agnostic / "utt2lang.pred").read_text().splitlines())
+    assert len(predicted) == n_test and set(predicted.values()) <= test_langs | {"nl"}
     # tables and figures
     table = (exp / "full/RESULTS.md").read_text()
     assert "Vanilla" in table and "Zipper" in table
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("|")}
+    assert {"Independent-LoRA", "lors"} <= rows, rows
+    assert "test_all_agnostic" in table  # the language-agnostic columns beside the language-aware ones
     figures = {p.name for p in (exp / "figures").glob("*.png")}
     assert {"radar_full.png", "relative_full.png"} <= figures
     assert any(name.startswith("tsne") for name in figures)

@@ -1,8 +1,8 @@
 """Decode a data dir with a trained Speech-LLM (batched greedy or beam search, KV cache).
 
-    python -m zipasr.bin.decode --exp_dir exp/zipper_soft --data_dir data/test_de --out_dir exp/stage2_zipper_soft/decode_test_de_chunked
+    python -m zipasr.bin.decode --exp_dir exp/stage2_zipper_soft --data_dir data/test_de --out_dir exp/stage2_zipper_soft/decode_test_de_chunked
     python -m zipasr.bin.decode --exp_dir exp/export_de --data_dir data/test_de --out_dir OUT --regime full --beam 4
-    python -m zipasr.bin.decode --exp_dir exp/zipper_soft --data_dir data/test_de --lid_model exp/stage1/lid \\
+    python -m zipasr.bin.decode --exp_dir exp/stage2_zipper_soft --data_dir data/test_de --lid_model exp/stage1/lid \\
         --out_dir exp/stage2_zipper_soft/decode_test_de_agnostic_chunked
 
 --exp_dir is an experiment dir (its config.yaml + final/ or --checkpoint) or an export dir written by

@@ -8,9 +8,11 @@
 #   4  tiny Whisper encoder, CTC pretraining on the source languages -> exp/pretrained/whisper_tiny
 #   5  acoustic LID embeddings e(l) (mean-pooled encoder outputs on dev) + cosine heatmap -> exp/lid
 #   6  Stage 1 (alignment) on the source languages (asr.sh stage 3), decoded on their test sets
-#   7  Stage 2 per method on the long-tailed target set (asr.sh stage 4)
-#   8  decoding of the target test sets by Stage 1 and every Stage-2 method (asr.sh stage 5)
-#   9  scoring, result tables (asr.sh stage 6) and figures
+#   7  Stage 2 per method on the long-tailed target set (asr.sh stage 4), then the sibling methods
+#      (docs/sibling_methods.md) built from stage2_independent: lors, experts_fusion, experts_kd
+#   8  decoding of the target test sets by Stage 1 and every Stage-2 method (asr.sh stage 5); a LID
+#      classifier on the Stage-1 encoder and the language-agnostic decodes (decode_test_all_agnostic_*)
+#   9  scoring, result tables (asr.sh stage 6; the agnostic decodes are extra columns) and figures
 #  10  RESULTS.md: tables, figures, training curves, wall time per stage
 # Each encoder regime in ${regimes} has its own exp/<regime>/ (Stage 1 and Stage 2 trained in it).
 #
@@ -46,6 +48,12 @@ if [ -f exp/.size ] && [ "$(cat exp/.size)" != "${size}" ]; then
   exit 1
 fi
 echo "${size}" > exp/.size
+# the sibling methods start from the Independent-LoRA experts
+if [ -n "${sibling_methods}" ] && [[ " ${methods} " != *" independent "* ]]; then
+  log "ERROR: conf/size_${size}.sh: sibling_methods='${sibling_methods}' need 'independent' in methods='${methods}'"
+  exit 1
+fi
+all_methods=$(echo ${methods} ${sibling_methods})
 # Glibc keeps freed memory of the variable-shape batches and oneDNN caches a kernel per shape: both
 # made the resident memory of a training run grow by gigabytes.
 export MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=0 ONEDNN_PRIMITIVE_CACHE_CAPACITY=8
@@ -134,12 +142,27 @@ if todo 6; then
 fi
 
 if todo 7; then
-  begin 7 "Stage 2: ${methods}"
+  begin 7 "Stage 2: ${all_methods}"
   for regime in ${regimes}; do
     run ./asr.sh --stage 4 --stop_stage 4 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${all_langs}" \
       --methods "${methods}" --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps} train.threads=${threads}"
+    src=exp/${regime}/stage2_independent
+    for M in ${sibling_methods}; do
+      # the same marker as asr.sh's Stage-2 runs: a killed run resumes at the first unfinished method
+      if [ -f "exp/${regime}/.stage2_${M}.done" ]; then log "exp/${regime}/stage2_${M} is done, skipped"; continue; fi
+      case ${M} in
+        lors) run python -m zipasr.bin.lors_merge --config conf/lors.yaml --src_exp "${src}" \
+                --exp_dir "exp/${regime}/stage2_lors" ;;
+        experts_fusion) run python -m zipasr.bin.experts fuse --src_exp "${src}" --exp_dir "exp/${regime}/stage2_${M}" \
+                --train_dir dump/train_target --steps "${sibling_steps}" --threads "${threads}" --device cpu ;;
+        experts_kd) run python -m zipasr.bin.experts distill --src_exp "${src}" --exp_dir "exp/${regime}/stage2_${M}" \
+                --train_dir dump/train_target --steps "${sibling_steps}" --threads "${threads}" --device cpu ;;
+        *) log "ERROR: unknown sibling method '${M}' (lors, experts_fusion, experts_kd)"; exit 1 ;;
+      esac
+      touch "exp/${regime}/.stage2_${M}.done"
+    done
   done
-  finish "Stage 2 (${methods// /, })"
+  finish "Stage 2 (${all_methods// /, })"
 fi
 
 if todo 8; then
@@ -150,16 +173,38 @@ if todo 8; then
     run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
       --data_dir dump/test_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}" ${decode_opts}
     run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
-    run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${methods}" \
+    run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${all_methods}" \
       --test_sets test_all --regimes "${regime}" --decode_opts "--dump_embeddings --threads ${threads} ${decode_opts}"
+    # language-agnostic decoding: the language of each utterance predicted from the audio by a LID
+    # classifier on the Stage-1 encoder (one classifier serves every Stage-2 method), trained on both
+    # training sets so that it knows all languages of the model
+    lid=exp/${regime}/stage1/lid
+    if [ -n "${agnostic_methods}" ] && [ ! -f "${lid}/lid_classifier.json" ]; then
+      [ -d dump/train_lid ] || run python -m zipasr.bin.combine_data dump/train_lid dump/train_source dump/train_target
+      run python -m zipasr.bin.train_lid --exp_dir "exp/${regime}/stage1" --data_dir dump/train_lid --out_dir "${lid}" \
+        --threads "${threads}" ${lid_opts}
+    fi
+    for M in ${agnostic_methods}; do
+      dir=exp/${regime}/stage2_${M}/decode_test_all_agnostic_${regime}
+      if [ -f "${dir}/.done" ]; then log "${dir} is done, skipped"; continue; fi
+      run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage2_${M}" \
+        --data_dir dump/test_all --out_dir "${dir}" --regime "${regime}" --lid_model "${lid}" \
+        --threads "${threads}" ${decode_opts}
+      touch "${dir}/.done"
+    done
   done
-  finish "decoding"
+  finish "decoding (+ language-agnostic: ${agnostic_methods:-none})"
 fi
 
 if todo 9; then
   begin 9 "scoring, tables and figures"
   for regime in ${regimes}; do
-    run ./asr.sh --stage 6 --stop_stage 6 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${methods}" \
+    # the language-agnostic decodes first: asr.sh's table then shows them as test_all_agnostic columns
+    for M in ${agnostic_methods}; do
+      dir=exp/${regime}/stage2_${M}/decode_test_all_agnostic_${regime}
+      run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
+    done
+    run ./asr.sh --stage 6 --stop_stage 6 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${all_methods}" \
       --test_sets test_all --regimes "${regime}"
   done
   tsne=()

@@ -8,3 +8,10 @@ stage2_steps=120
 methods="vanilla independent flylora zipper_static zipper_hard zipper_soft zipper_soft_initb"
 regimes="full chunked"
 decode_opts=""
+# Sibling methods (docs/sibling_methods.md), built from stage2_independent after Stage 2 (stage 7):
+# lors (LoRS-Merging), experts_fusion (LoRA experts fused per language), experts_kd (experts distilled
+# into one Vanilla-LoRA). They need "independent" in ${methods}.
+sibling_methods="lors experts_fusion experts_kd"
+sibling_steps=120
+lid_opts="--max_per_language 200"
+agnostic_methods="${methods} ${sibling_methods}"

@@ -5,7 +5,14 @@ llm_opts="--set steps=8 --set vocab_size=1500 --set batch_tokens=1024 --set log_
 encoder_opts="--set steps=6 --set log_interval=3"
 stage1_steps=4
 stage2_steps=3
-methods="vanilla zipper_soft"
+methods="vanilla independent zipper_soft"   # independent: the source of lors
 regimes="full"
 nj=1
 decode_opts="--max_new_tokens 12"   # the untrained micro models never stop early
+# Sibling methods (docs/sibling_methods.md), built from stage2_independent after Stage 2 (stage 7):
+# lors (LoRS-Merging), experts_fusion (LoRA experts fused per language), experts_kd (experts distilled
+# into one Vanilla-LoRA). They need "independent" in ${methods}.
+sibling_methods="lors"
+sibling_steps=2
+lid_opts="--max_per_language 10"
+agnostic_methods="zipper_soft"   # one language-agnostic decode, so that CI covers it
