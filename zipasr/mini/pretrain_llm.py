@@ -5,10 +5,12 @@ No pretrained Qwen3 can be downloaded here, so the mini recipe makes one: a sent
 the recognition prompts, then a `Qwen3ForCausalLM` of tiny size trained on two kinds of sequences:
 
 - language modelling:  text ⊕ EOS                          (loss on every token)
-- copying:             prompt(l) ⊕ source ⊕ text ⊕ EOS     (loss on text ⊕ EOS only)
+- copying:             prompt(l) ⊕ source ⊕ <sep> ⊕ text ⊕ EOS     (loss on text ⊕ EOS only)
 
 The copy sequences have the Speech-LLM's layout, `prompt(l) ⊕ P(E(X)) ⊕ transcript ⊕ EOS`, with the
-speech replaced by the text itself. The source is either the text's own tokens or, for a share
+speech replaced by the text itself and a separator piece (`separator`, "" for none) marking where
+the copy starts: the source's pieces are the copy's own, so without it the end of the source is
+unknowable. The source is either the text's own tokens or, for a share
 `char_copy_ratio`, the text spelled one character piece at a time: a character-rate sequence like
 the speech frames of a CTC-trained encoder. A prototype on this CPU found that an LLM which can
 already copy makes the Speech-LLM align to the audio, where a plain LM made it ignore the audio.
