@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from zipasr.adapters import (
     ADAPTERS,
@@ -299,6 +300,31 @@ def test_flylora_balance_bias_moves_toward_underused_ranks_only_in_training():
     assert (d[counts < counts.mean()] > 0).all() and (d[counts > counts.mean()] < 0).all()
     layer.to(torch.bfloat16)  # d stays float32: its small steps would vanish in bf16
     assert layer.lora_B.dtype == torch.bfloat16 and layer.balance_bias.dtype == torch.float32
+
+
+def test_flylora_balance_bias_updates_once_under_gradient_checkpointing():
+    rank, k, d_in = 8, 2, 16
+
+    def make():
+        torch.manual_seed(0)
+        layer = FlyLoRA(nn.Linear(d_in, d_in), [], None, rank=rank, k=k, seed=3, bias_update_rate=5.0)
+        with torch.no_grad():
+            layer.lora_B.normal_()  # non-zero B: the input gradient depends on the routing
+        return nn.Sequential(layer, nn.Tanh()).train()  # tanh saves its output: recompute reaches FlyLoRA
+
+    x = torch.randn(2, 30, d_in)
+    plain, ckpt = make(), make()
+    calls = []
+    ckpt[0].register_forward_hook(lambda *_: calls.append(1))
+    x_plain, x_ckpt = x.clone().requires_grad_(), x.clone().requires_grad_()
+    plain(x_plain).square().sum().backward()
+    checkpoint(ckpt, x_ckpt, use_reentrant=False).square().sum().backward()
+    assert len(calls) == 2  # the forward really ran again in backward
+    assert plain[0].balance_bias.abs().sum() > 0
+    torch.testing.assert_close(ckpt[0].balance_bias, plain[0].balance_bias)  # one update, not two
+    # the recomputation routed with the bias of the real forward (u = 5 would reroute every token)
+    torch.testing.assert_close(x_ckpt.grad, x_plain.grad)
+    torch.testing.assert_close(ckpt[0].lora_B.grad, plain[0].lora_B.grad)
 
 
 # ------------------------------------------------------------------ injection

@@ -8,6 +8,8 @@ pick the top-k of the r ranks for each token, and only those ranks' columns of B
 d is a load-balancing bias, not trained by gradient: in training mode each forward moves it by
 d += u · sign(mean(c) − c), with c the number of tokens that selected each rank, so under-used ranks
 become more likely to be picked. The update depends on the token, so FlyLoRA cannot be merged.
+Under gradient checkpointing the forward runs again in backward; that recomputation routes with the
+bias of the original forward and does not update d, so d moves exactly once per real forward.
 """
 from __future__ import annotations
 
@@ -56,6 +58,9 @@ class FlyLoRA(AdapterLayer):
         self.register_buffer("lora_A", self.new_weight(rank, self.in_features).copy_(a))  # frozen: a buffer
         self.lora_B = nn.Parameter(self.new_weight(self.out_features, rank).zero_())
         self.register_buffer("balance_bias", self.new_weight(rank).zero_())
+        # d as routed by the last real training forward, (r,), for its recomputation in backward; one
+        # snapshot suffices because each layer runs once per forward and backward precedes the next one.
+        self._routing_bias: Tensor | None = None
 
     def _apply(self, fn, recurse=True):
         # Keep d in float32 when the model is cast to bf16/fp16 (DeepSpeed bf16 does that): its
@@ -77,16 +82,29 @@ class FlyLoRA(AdapterLayer):
         # No seed: A itself is saved, and inject_adapters gives every layer its own seed.
         return {"k": self.k, "bias_update_rate": self.bias_update_rate}
 
-    def topk_mask(self, z: Tensor) -> Tensor:
-        """z = A x (..., r) -> (..., r) with 1 at the k ranks of highest score A x + d, else 0."""
-        top = (z + self.balance_bias).topk(self.k, dim=-1).indices
+    def topk_mask(self, z: Tensor, bias: Tensor | None = None) -> Tensor:
+        """z = A x (..., r) -> (..., r) with 1 at the k ranks of highest score A x + d, else 0.
+
+        bias: d (r,) to route with; None: the current balance_bias.
+        """
+        d = self.balance_bias if bias is None else bias
+        top = (z + d).topk(self.k, dim=-1).indices
         return torch.zeros_like(z).scatter_(-1, top, 1.0)
 
     def adapter_forward(self, x: Tensor) -> Tensor:
         """x (B, N, d_in) -> α/r · (mask ⊙ x Aᵀ) Bᵀ, (B, N, d_out)."""
         z = F.linear(x, self.lora_A)  # (B, N, r): projection and routing scores at once
-        mask = self.topk_mask(z.detach())
-        if self.training:
+        if not self.training:
+            mask = self.topk_mask(z.detach())
+        elif torch._C._current_graph_task_id() != -1 and self._routing_bias is not None:
+            # A forward run by the autograd engine is a gradient-checkpointing recomputation
+            # (torch.utils.checkpoint itself tells recomputation by this graph-task id; there is no
+            # public flag): d was already updated by the real forward, so neither update it again nor
+            # route with the new d, which would give gradients of a routing the output never used.
+            mask = self.topk_mask(z.detach(), self._routing_bias)
+        else:
+            self._routing_bias = self.balance_bias.clone()  # _balance changes d in place
+            mask = self.topk_mask(z.detach(), self._routing_bias)
             self._balance(mask)
         return F.linear(z * (mask * self.scaling), self.lora_B)
 
