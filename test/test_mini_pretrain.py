@@ -102,6 +102,22 @@ def test_pretrain_llm_writes_a_loadable_deterministic_checkpoint(tmp_path):
         assert torch.equal(p, q), name
 
 
+def test_character_level_tokenizer_has_one_piece_per_character(tmp_path):
+    from transformers import AutoTokenizer
+
+    text_dir = _lm_text_dir(tmp_path / "lm")
+    cfg = from_dict(LLMPretrainConfig, {**TINY_LLM, "vocab_size": 0, "steps": 1})
+    pretrain_llm(cfg, text_dir, tmp_path / "llm", languages=["en", "ja", "ru"])
+    tok = AutoTokenizer.from_pretrained(tmp_path / "llm")
+    sentences = [line.split(" ", 1)[1] for line in (text_dir / "text").read_text().splitlines()]
+    for sentence in sentences[::7]:
+        ids = tok(sentence, add_special_tokens=False)["input_ids"]
+        # one piece per character; every space (and the start) is the word-boundary piece
+        assert len(ids) == len(sentence) + (0 if sentence.startswith(" ") else 1), sentence
+        assert tok.unk_token_id not in ids
+        assert tok.decode(ids) == sentence
+
+
 def test_pretrain_encoder_writes_a_whisper_checkpoint(tmp_path):
     from safetensors.torch import load_file
 

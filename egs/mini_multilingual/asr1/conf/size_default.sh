@@ -1,9 +1,9 @@
 # Default size of the mini recipe (./run.sh). Budget: 60 min on an idle 2-core CPU (see README.md for
 # what was and was not measured).
 corpus_config=conf/corpus.yaml
-llm_opts=""             # conf/pretrain_llm.yaml: 500 steps of 2048 tokens
-encoder_opts=""         # conf/pretrain_encoder.yaml: 1000 steps of 8000 mel frames (~2.6 epochs)
-stage1_steps=500        # 4 packed rows of 512 tokens (~40 utterances) per step: ~1.3 epochs
+llm_opts=""             # conf/pretrain_llm.yaml: 1000 steps of 3072 tokens (500 copy-only on the source languages)
+encoder_opts=""         # conf/pretrain_encoder.yaml: 600 steps of 8000 mel frames (~1.6 epochs)
+stage1_steps=400        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.4 epoch
 stage2_steps=120
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
@@ -14,4 +14,4 @@ decode_opts=""
 sibling_methods="lors experts_fusion experts_kd"
 sibling_steps=120       # optimizer steps of experts fuse / distill (batches of 8 utterances)
 lid_opts="--max_per_language 200"   # LID classifier (zipasr.bin.train_lid) on the Stage-1 encoder
-agnostic_methods="${methods} ${sibling_methods}"   # decoded once more with the predicted language
+agnostic_methods="${methods}"   # decoded once more with the predicted language

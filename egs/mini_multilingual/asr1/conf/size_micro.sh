@@ -1,7 +1,7 @@
 # --micro true: CI's end-to-end check of every stage (a few utterances, a few steps; budget 5 min on an
 # idle 2-core CPU, most of it Python start-up). One feature-dump job per set: fewer processes to start.
 corpus_config=conf/corpus_micro.yaml
-llm_opts="--set steps=8 --set vocab_size=1500 --set batch_tokens=1024 --set log_interval=4 --set eval_sentences_per_lang=1"
+llm_opts="--set steps=8 --set batch_tokens=1024 --set log_interval=4 --set eval_sentences_per_lang=1"
 encoder_opts="--set steps=6 --set log_interval=3"
 stage1_steps=4
 stage2_steps=3
