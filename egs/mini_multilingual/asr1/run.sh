@@ -170,9 +170,12 @@ if todo 8; then
   for regime in ${regimes}; do
     # the Stage-1 model on the target test sets: the tables' "Stage-1" row, the starting point of Stage 2
     dir=exp/${regime}/stage1/decode_test_all_${regime}
-    run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
-      --data_dir dump/test_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}" ${decode_opts}
-    run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
+    if [ -f "${dir}/.done" ]; then log "${dir} is done, skipped"; else
+      run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
+        --data_dir dump/test_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}" ${decode_opts}
+      run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
+      touch "${dir}/.done"
+    fi
     run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${all_methods}" \
       --test_sets test_all --regimes "${regime}" --decode_opts "--dump_embeddings --threads ${threads} ${decode_opts}"
     # language-agnostic decoding: the language of each utterance predicted from the audio by a LID
