@@ -108,13 +108,15 @@ def synthetic_utterances(tokenizer, mix: dict[str, int], seed: int = 0) -> list[
 
 def build_tokenizer(languages: list[str], out_dir: Path, vocab_size: int, sentences: int = 400):
     """A SentencePiece tokenizer (as the mini recipe's pretrain_llm builds one) on sentences of `languages`."""
+    from zipasr.mini.pretrain_llm import character_vocab_size
     from zipasr.model.tokenizer import build_sentencepiece_tokenizer
 
     rng = np.random.default_rng(1)
     texts = [get_language(code).prompt for code in languages]
     for code in languages:
         texts += SentenceSampler(code, 1500, 3, 8, rng).sample_many(sentences)
-    return build_sentencepiece_tokenizer(texts, out_dir, vocab_size=vocab_size)
+    # vocab_size 0: character level, as the mini recipe's default (zipasr.mini.pretrain_llm)
+    return build_sentencepiece_tokenizer(texts, out_dir, vocab_size=vocab_size or character_vocab_size(texts, ""))
 
 
 def stage2_config(method: str):
