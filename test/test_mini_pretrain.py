@@ -154,3 +154,16 @@ def test_missing_features_is_a_clear_error(tmp_path):
     (data / "feats.scp").unlink()
     with pytest.raises(FileNotFoundError, match="no feats.scp"):
         pretrain_encoder(from_dict(EncoderPretrainConfig, TINY_ENC), [data], [data], tmp_path / "out")
+
+
+def test_copy_only_languages_must_have_text(tmp_path):
+    text_dir = _lm_text_dir(tmp_path / "lm")
+    cfg = from_dict(LLMPretrainConfig, {**TINY_LLM, "vocab_size": 0, "copy_only_ratio": 0.5,
+                                        "copy_only_languages": ["fr"]})
+    with pytest.raises(ValueError, match="copy_only_languages"):
+        pretrain_llm(cfg, text_dir, tmp_path / "llm", languages=["en", "ja", "ru"])
+    # languages that have text: the curriculum runs
+    cfg = from_dict(LLMPretrainConfig, {**TINY_LLM, "vocab_size": 0, "copy_only_ratio": 0.5,
+                                        "copy_only_languages": ["en", "ru"]})
+    result = pretrain_llm(cfg, text_dir, tmp_path / "llm2", languages=["en", "ja", "ru"])
+    assert "loss_copy" in result
