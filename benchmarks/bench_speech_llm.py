@@ -116,7 +116,7 @@ def build_tokenizer(languages: list[str], out_dir: Path, vocab_size: int, senten
     for code in languages:
         texts += SentenceSampler(code, 1500, 3, 8, rng).sample_many(sentences)
     # vocab_size 0: character level, as the mini recipe's default (zipasr.mini.pretrain_llm)
-    return build_sentencepiece_tokenizer(texts, out_dir, vocab_size=vocab_size or character_vocab_size(texts, ""))
+    return build_sentencepiece_tokenizer(texts, out_dir, vocab_size=vocab_size or character_vocab_size(texts, []))
 
 
 def stage2_config(method: str):

@@ -167,3 +167,84 @@ def test_copy_only_languages_must_have_text(tmp_path):
                                         "copy_only_languages": ["en", "ru"]})
     result = pretrain_llm(cfg, text_dir, tmp_path / "llm2", languages=["en", "ja", "ru"])
     assert "loss_copy" in result
+
+
+def test_frame_sources_spell_the_text_at_frame_rate_with_blanks(tmp_path):
+    from transformers import AutoTokenizer
+
+    from zipasr.model.tokenizer import build_sentencepiece_tokenizer
+
+    texts = ["hello world", "abc def", "Please transcribe the audio content into text."]
+    build_sentencepiece_tokenizer(texts, tmp_path / "tok", 40, user_symbols=["<sep>", "<blank>"])
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    blank, sep = tok.convert_tokens_to_ids("<blank>"), tok.convert_tokens_to_ids("<sep>")
+    maker = SequenceMaker(tok, from_dict(LLMPretrainConfig, {"copy_ratio": 1.0, "char_copy_ratio": 0.0,
+                                                             "frame_copy_ratio": 1.0, "frame_drop": 0.0}))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        frames = maker.frame_spell("hello world", rng)
+        assert frames[0] == blank and frames[-1] == blank
+        assert [p for p in frames if p != blank] == maker.spell("hello world")  # nothing dropped, in order
+        i = frames.index(maker.spell("l")[0])
+        assert frames[i + 1] != frames[i]  # "ll": a blank splits the repeat, as in CTC
+    ids, labels, kind = maker.make("en", "hello world", rng)
+    text = maker.encode("hello world")
+    assert kind == "frame_copy" and sep not in ids  # the Speech-LLM layout: no separator
+    assert labels[-len(text) - 1:] == text + [tok.eos_token_id] and set(labels[:-len(text) - 1]) == {IGNORE}
+    # drops lose characters; the rate stays about 1-2 frames per character
+    lossy = SequenceMaker(tok, from_dict(LLMPretrainConfig, {"frame_copy_ratio": 1.0, "frame_drop": 0.5}))
+    kept = [sum(p != blank for p in lossy.frame_spell("abc def " * 10, rng)) for _ in range(20)]
+    assert 20 < np.mean(kept) < 60
+    # the copy-only steps' override, and a tokenizer without the blank is a clear error
+    assert maker.make("en", "hello world", rng, frame_copy_ratio=0.0)[2] == "copy"
+    build_sentencepiece_tokenizer(texts, tmp_path / "tok2", 40, user_symbols=["<sep>"])
+    with pytest.raises(ValueError, match="blank"):
+        SequenceMaker(AutoTokenizer.from_pretrained(tmp_path / "tok2"),
+                      from_dict(LLMPretrainConfig, {"frame_copy_ratio": 0.5}))
+
+
+def test_projector_warm_start_regresses_onto_the_llm_embeddings_of_the_ctc_frames(tmp_path):
+    from safetensors.torch import load_file
+
+    from zipasr.mini.warm_projector import WarmProjectorConfig, piece_table, warm_projector, window_labels
+    from zipasr.model.llm import load_llm
+    from zipasr.model.speech_llm import ModelConfig, SpeechLLM
+
+    # window labels: the first non-blank frame of each window, else blank
+    labels = torch.tensor([[0, 3, 3, 0, 0, 0, 5, 2, 1]])
+    assert window_labels(labels, 2).tolist() == [[3, 3, 0, 5, 1]]
+    assert window_labels(labels, 4).tolist() == [[3, 5, 1]]
+
+    data = _feats_data_dir(tmp_path / "data")
+    pretrain_encoder(from_dict(EncoderPretrainConfig, TINY_ENC), [data], [data], tmp_path / "whisper")
+    text_dir = _lm_text_dir(tmp_path / "lm")
+    with open(text_dir / "text", "a") as f:  # the encoder's characters must be pieces of the LLM
+        f.write("lm_en_900 hello world\nlm_ru_900 привет мир\n")
+    with open(text_dir / "utt2lang", "a") as f:
+        f.write("lm_en_900 en\nlm_ru_900 ru\n")
+    llm_cfg = dict(TINY_LLM, vocab_size=0, frame_copy_ratio=0.5, copy_ratio=1.0)
+    pretrain_llm(from_dict(LLMPretrainConfig, llm_cfg), text_dir, tmp_path / "llm", languages=["en", "ru"])
+    _, tok = load_llm(tmp_path / "llm")
+    vocab = CharVocab.from_texts(["hello world", "привет мир"])
+    table = piece_table(vocab, tok, "<blank>")
+    assert table[0] == tok.convert_tokens_to_ids("<blank>") and tok.unk_token_id not in table.tolist()
+
+    model_cfg = ModelConfig(encoder_dir=str(tmp_path / "whisper"), llm_dir=str(tmp_path / "llm"),
+                            languages=["en", "ru"], regime="full", projector_stride=2)
+    cfg = from_dict(WarmProjectorConfig, {"steps": 30, "batch_frames": 1000, "lr": 1e-2, "threads": 1,
+                                          "log_interval": 10, "bf16": False})
+    out = tmp_path / "warm"
+    first = warm_projector(from_dict(WarmProjectorConfig, {**vars(cfg), "steps": 1}), model_cfg, [data], out)
+    result = warm_projector(cfg, model_cfg, [data], out)  # rewrites the dir whole
+    assert result["loss"] < first["loss"]  # the regression learns
+    assert not (tmp_path / ".tmp-warm").exists()
+    # Stage 1 loads it through model.init_from, with the stride it was trained for
+    model_cfg.init_from = str(out)
+    model = SpeechLLM.from_config(model_cfg)
+    saved = load_file(str(out / "projector.safetensors"))
+    assert all(torch.equal(model.projector.state_dict()[k], v) for k, v in saved.items())
+    assert model.projector.stride == 2
+
+    # an LLM without the blank piece is a clear error
+    with pytest.raises(ValueError, match="frame_copy_ratio"):
+        piece_table(vocab, tok, "<nope>")

@@ -98,6 +98,14 @@ def test_packed_lengths_reserve_each_languages_own_prompt(tmp_path, tiny_whisper
         prompt = len(model.prompt_ids[dataset.lang_ids[i]])
         assert lengths[i] == speech_tokens(u.n_frames) + len(u.text_ids) + 1 + prompt
     assert dataset.packed_lengths(50) == [n - per_lang[l] + 50 for n, l in zip(lengths, dataset.lang_ids)]
+    # a stride-2 projector (25 Hz) gives each utterance twice the speech positions, which packing reserves
+    model_out = model.encode(*[torch.as_tensor(x) for x in (dataset.features(0)[None], [dataset.utterances[0].n_frames],
+                                                             [0])])[0]
+    assert speech_tokens(dataset.utterances[0].n_frames) == model_out.shape[1]
+    u = dataset.utterances[0]
+    assert speech_tokens(u.n_frames, 2) == -(-(-(-u.n_frames // 2)) // 2)
+    assert [a - b for a, b in zip(dataset.packed_lengths(50, 2), dataset.packed_lengths(50))] == \
+        [speech_tokens(v.n_frames, 2) - speech_tokens(v.n_frames) for v in dataset.utterances]
 
 
 # --------------------------------------------------------------------------- DeepSpeed

@@ -15,6 +15,15 @@ unknowable. The source is either the text's own tokens or, for a share
 the speech frames of a CTC-trained encoder. A prototype on this CPU found that an LLM which can
 already copy makes the Speech-LLM align to the audio, where a plain LM made it ignore the audio.
 
+For a share `frame_copy_ratio` the source is a *frame sequence* (`SequenceMaker.frame_spell`): the
+characters at the rate of the projector's output frames, with `<blank>` pieces where the encoder's CTC
+head predicts no character, as `zipasr.mini.warm_projector` teaches the projector to produce. These
+sequences have no separator (the Speech-LLM's layout: the trailing blanks end the source). The LLM
+then reads frame-rate input, which the paper's fixed-stride projector gives, where a character-rate
+source (one piece per character, as CTC compression would give) does not match it. An option, off in
+the recipe: in this session's trials the copy skill formed on frame sources far more slowly than on
+token sources (egs/mini_multilingual/asr1/README.md).
+
 Output: a checkpoint dir that `zipasr.model.llm.load_llm` (AutoModelForCausalLM + AutoTokenizer)
 loads like Qwen3-1.7B, plus `train_log.tsv` (step, loss per kind) and `pretrain_config.yaml`.
 """
@@ -62,6 +71,13 @@ class LLMPretrainConfig:
     copy_only_languages: list[str] = field(default_factory=list)
     separator: str = "<sep>"  # piece between the source and its copy ("" = none, the Speech-LLM's layout)
     char_copy_ratio: float = 0.5  # share of copy sequences whose source is spelled by characters
+    frame_copy_ratio: float = 0.0  # share of copy sequences whose source is a frame sequence (frame_spell)
+    blank: str = "<blank>"  # the frame sequences' no-character piece (added to the tokenizer if used)
+    # Frame sequences mimic the CTC head's output at 25 Hz (stride-2 projector; measured on the default
+    # corpus: 1.63 frames per character, 44 % blank frames, 8 % of the characters merged away).
+    frame_drop: float = 0.08  # a character lost (two in one frame)
+    frame_gap: float = 0.35  # after each character: a blank with this probability, again and again
+    frame_edge: int = 5  # at most this many blanks before and after (silence; at least one)
     # optimisation
     steps: int = 500
     batch_tokens: int = 2048  # padded tokens per batch
@@ -103,6 +119,9 @@ class SequenceMaker:
         self.sep = [tokenizer.convert_tokens_to_ids(cfg.separator)] if cfg.separator else []
         if self.sep and self.sep[0] == self.unk:
             raise ValueError(f"separator {cfg.separator!r} is not a piece of the tokenizer")
+        self.blank = tokenizer.convert_tokens_to_ids(cfg.blank) if cfg.frame_copy_ratio > 0 else None
+        if self.blank == self.unk:
+            raise ValueError(f"blank {cfg.blank!r} is not a piece of the tokenizer")
 
     def prompt(self, lang: str) -> list[int]:
         if lang not in self._prompts:
@@ -122,19 +141,41 @@ class SequenceMaker:
             ids.append(self._chars[ch])
         return ids
 
-    def context(self, lang: str, text: str, char_source: bool) -> list[int]:
-        """prompt(l) ⊕ source ⊕ separator: what precedes the copy."""
-        return self.prompt(lang) + (self.spell(text) if char_source else self.encode(text)) + self.sep
+    def frame_spell(self, text: str, rng: np.random.Generator) -> list[int]:
+        """The text as a frame sequence: blanks (silence), then each character's piece on one frame
+        (dropped with probability frame_drop) followed by blanks (each with probability frame_gap),
+        then blanks. A repeated character is always split by a blank, as CTC requires."""
+        cfg = self.cfg
+        out = [self.blank] * int(rng.integers(1, cfg.frame_edge + 1))
+        for piece in self.spell(text):
+            if rng.random() < cfg.frame_drop:
+                continue
+            if out[-1] == piece:
+                out.append(self.blank)
+            out.append(piece)
+            while rng.random() < cfg.frame_gap:
+                out.append(self.blank)
+        return out + [self.blank] * int(rng.integers(1, cfg.frame_edge + 1))
 
-    def make(self, lang: str, text: str, rng: np.random.Generator,
-             copy_ratio: float | None = None) -> tuple[list[int], list[int], str]:
-        """(input ids, labels, kind) of one sequence; kind is "lm", "copy" or "char_copy"."""
+    def context(self, lang: str, text: str, source: str, rng: np.random.Generator | None = None) -> list[int]:
+        """prompt(l) ⊕ source ⊕ separator: what precedes the copy. source: "token" (the text's pieces),
+        "char" (spelled) or "frame" (frame_spell, drawn with `rng`; no separator)."""
+        if source == "frame":
+            return self.prompt(lang) + self.frame_spell(text, rng or np.random.default_rng(0))
+        return self.prompt(lang) + (self.spell(text) if source == "char" else self.encode(text)) + self.sep
+
+    def make(self, lang: str, text: str, rng: np.random.Generator, copy_ratio: float | None = None,
+             frame_copy_ratio: float | None = None) -> tuple[list[int], list[int], str]:
+        """(input ids, labels, kind) of one sequence; kind is "lm", "copy", "char_copy" or "frame_copy".
+        copy_ratio, frame_copy_ratio: override the config's."""
         ids = self.encode(text)
         if rng.random() >= (self.cfg.copy_ratio if copy_ratio is None else copy_ratio):
             return ids + [self.eos], ids + [self.eos], "lm"
-        char_source = rng.random() < self.cfg.char_copy_ratio
-        context = self.context(lang, text, char_source)
-        kind = "char_copy" if char_source else "copy"
+        u = rng.random()
+        frame = self.cfg.frame_copy_ratio if frame_copy_ratio is None else frame_copy_ratio
+        source = "frame" if u < frame else "char" if u < frame + self.cfg.char_copy_ratio else "token"
+        context = self.context(lang, text, source, rng)
+        kind = {"token": "copy", "char": "char_copy", "frame": "frame_copy"}[source]
         return context + ids + [self.eos], [IGNORE] * len(context) + ids + [self.eos], kind
 
 
@@ -172,11 +213,11 @@ def per_kind_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nll.sum(1) / counts
 
 
-def character_vocab_size(texts: list[str], separator: str) -> int:
+def character_vocab_size(texts: list[str], symbols: list[str]) -> int:
     """Vocabulary size that makes a unigram sentencepiece model character level: one piece per
-    character, plus "▁" (the space), <pad>, <unk>, </s> and the separator."""
+    character, plus "▁" (the space), <pad>, <unk>, </s> and the user symbols (separator, blank)."""
     chars = set("".join(texts)) - {" "}
-    return len(chars) + 4 + (1 if separator else 0)
+    return len(chars) + 4 + len(symbols)
 
 
 def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Path,
@@ -205,9 +246,11 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     pairs = [p for p in pairs if p not in held]
     prompts = [get_language(lang).prompt for lang in langs]
     texts = [s for _, s in pairs] + prompts
-    vocab_size = cfg.vocab_size or character_vocab_size(texts, cfg.separator)
-    tokenizer = build_sentencepiece_tokenizer(texts, out_dir, vocab_size,
-                                              user_symbols=[cfg.separator] if cfg.separator else [])
+    if cfg.frame_copy_ratio + cfg.char_copy_ratio > 1:
+        raise ValueError("frame_copy_ratio + char_copy_ratio must be at most 1")
+    symbols = ([cfg.separator] if cfg.separator else []) + ([cfg.blank] if cfg.frame_copy_ratio > 0 else [])
+    vocab_size = cfg.vocab_size or character_vocab_size(texts, symbols)
+    tokenizer = build_sentencepiece_tokenizer(texts, out_dir, vocab_size, user_symbols=symbols)
     maker = SequenceMaker(tokenizer, cfg)
     unk_chars = sorted({ch for _, s in pairs for ch in s if maker.spell(ch)[0] == maker.unk})
     if unk_chars:
@@ -222,7 +265,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = build_scheduler(optimizer, cfg.steps, cfg.warmup_ratio)
 
-    kinds = ["lm", "copy", "char_copy"]
+    kinds = ["lm", "copy", "char_copy", "frame_copy"]
     log_rows = ["step\t" + "\t".join(f"loss_{k}" for k in kinds) + "\tlr\telapsed_s"]
     sums = {k: [0.0, 0] for k in kinds}
     last: dict[str, float] = {}
@@ -234,10 +277,12 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
         raise ValueError(f"copy_only_languages {cfg.copy_only_languages}: no sentence of these languages in {text_dir}")
     for step in range(1, cfg.steps + 1):
         seqs, kinds_of, n_tokens, longest = [], [], 0, 0
-        copy_ratio, pool = (1.0, copy_only_pairs) if step <= copy_only_steps else (cfg.copy_ratio, pairs)
+        # the copy-only steps copy plain sources (the copy skill forms there; frame sources slowed it)
+        copy_only = step <= copy_only_steps
+        copy_ratio, pool = (1.0, copy_only_pairs) if copy_only else (cfg.copy_ratio, pairs)
         while True:
             lang, text = pool[int(rng.integers(len(pool)))]
-            ids, labels, kind = maker.make(lang, text, rng, copy_ratio)
+            ids, labels, kind = maker.make(lang, text, rng, copy_ratio, 0.0 if copy_only else None)
             longest = max(longest, len(ids))
             if seqs and longest * (len(seqs) + 1) > cfg.batch_tokens:
                 break
@@ -271,12 +316,14 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     accuracy = {}
-    for kind, char_source in (("copy", False), ("char_copy", True)):
-        accuracy[kind] = copy_accuracy(model, tokenizer, held_out, cfg, char_source)
-        accuracy[f"{kind}_tokens"] = copy_token_accuracy(model, tokenizer, held_out, cfg, char_source)
-    logger.info("held-out copy (%d sentences): exact %.2f (token source), %.2f (character source); "
-                "token accuracy %.3f, %.3f", len(held_out), accuracy["copy"], accuracy["char_copy"],
-                accuracy["copy_tokens"], accuracy["char_copy_tokens"])
+    sources = {"copy": "token", "char_copy": "char"}
+    if cfg.frame_copy_ratio > 0:
+        sources["frame_copy"] = "frame"
+    for kind, source in sources.items():
+        accuracy[kind] = copy_accuracy(model, tokenizer, held_out, cfg, source)
+        accuracy[f"{kind}_tokens"] = copy_token_accuracy(model, tokenizer, held_out, cfg, source)
+        logger.info("held-out copy from %s sources (%d sentences): exact %.2f, token accuracy %.3f",
+                    source, len(held_out), accuracy[kind], accuracy[f"{kind}_tokens"])
     (out_dir / "copy_accuracy.json").write_text(json.dumps(accuracy, indent=1))
     (out_dir / "train_log.tsv").write_text("\n".join(log_rows) + "\n")
     save_config(cfg, out_dir / "pretrain_config.yaml")
@@ -284,13 +331,14 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
 
 
 @torch.no_grad()
-def copy_accuracy(model, tokenizer, pairs: list[tuple[str, str]], cfg: LLMPretrainConfig, char_source: bool) -> float:
+def copy_accuracy(model, tokenizer, pairs: list[tuple[str, str]], cfg: LLMPretrainConfig, source: str) -> float:
     """Share of sentences the LLM copies exactly with greedy decoding (a check of the copy skill)."""
     maker = SequenceMaker(tokenizer, cfg)
     model.eval()
     hits = 0
+    rng = np.random.default_rng(0)
     for lang, text in pairs:
-        context = torch.tensor([maker.context(lang, text, char_source)])
+        context = torch.tensor([maker.context(lang, text, source, rng)])
         out = model.generate(input_ids=context, attention_mask=torch.ones_like(context), do_sample=False,
                              max_new_tokens=len(maker.encode(text)) + 4)
         hits += tokenizer.decode(out[0, context.shape[1]:], skip_special_tokens=True).strip() == text
@@ -299,15 +347,16 @@ def copy_accuracy(model, tokenizer, pairs: list[tuple[str, str]], cfg: LLMPretra
 
 @torch.no_grad()
 def copy_token_accuracy(model, tokenizer, pairs: list[tuple[str, str]], cfg: LLMPretrainConfig,
-                        char_source: bool, batch_size: int = 32) -> float:
+                        source: str, batch_size: int = 32) -> float:
     """Share of copy tokens (text ⊕ EOS) the LLM predicts right given the true prefix (teacher forcing)."""
     maker = SequenceMaker(tokenizer, cfg)
     model.eval()
     right = total = 0
+    rng = np.random.default_rng(0)
     for i in range(0, len(pairs), batch_size):
         seqs = []
         for lang, text in pairs[i:i + batch_size]:
-            context, ids = maker.context(lang, text, char_source), maker.encode(text) + [maker.eos]
+            context, ids = maker.context(lang, text, source, rng), maker.encode(text) + [maker.eos]
             seqs.append((context + ids, [IGNORE] * len(context) + ids))
         input_ids, mask, labels = pad_batch(seqs, tokenizer.pad_token_id)
         pred = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].argmax(-1)  # (B, L-1)

@@ -52,8 +52,8 @@ class GatedConvProjector(nn.Module):
 PROJECTORS: dict[str, type[nn.Module]] = {"gated_conv": GatedConvProjector}
 
 
-def build_projector(name: str, d_enc: int, d_llm: int, hidden: int | None = None) -> nn.Module:
-    """The projector registered as `name` (error lists the known names)."""
+def build_projector(name: str, d_enc: int, d_llm: int, hidden: int | None = None, stride: int = 4) -> nn.Module:
+    """The projector registered as `name` (error lists the known names). stride 4 is the paper's (12.5 Hz)."""
     if name not in PROJECTORS:
         raise ValueError(f"unknown projector {name!r}; known: {', '.join(sorted(PROJECTORS))}")
-    return PROJECTORS[name](d_enc, d_llm, hidden)
+    return PROJECTORS[name](d_enc, d_llm, hidden, stride=stride)

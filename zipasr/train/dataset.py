@@ -30,13 +30,13 @@ from zipasr.data.features import FRAME_RATE, FeatureExtractor, load_features
 
 logger = logging.getLogger(__name__)
 
-SPEECH_REDUCTION = 8  # Whisper's 2x then the projector's 4x: 100 Hz mel frames -> 12.5 Hz LLM inputs
 UNKNOWN_LANG = -1  # lang_id of an utterance without utt2lang entry (decoding only; a LID predicts it)
 
 
-def speech_tokens(n_frames: int) -> int:
-    """LLM input positions of an utterance of `n_frames` mel frames: ceil(ceil(T/2)/4)."""
-    return math.ceil(math.ceil(n_frames / 2) / 4)
+def speech_tokens(n_frames: int, projector_stride: int = 4) -> int:
+    """LLM input positions of an utterance of `n_frames` mel frames: Whisper's 2x, then the projector's
+    stride (the paper's 4: 100 Hz mel frames -> 12.5 Hz LLM inputs), ceil(ceil(T/2)/stride)."""
+    return math.ceil(math.ceil(n_frames / 2) / projector_stride)
 
 
 @dataclass
@@ -130,14 +130,14 @@ class SpeechDataset:
             return self._feats[index]
         return self._load(self.utterances[index].utt)
 
-    def packed_lengths(self, prompt_tokens: int | Sequence[int]) -> list[int]:
+    def packed_lengths(self, prompt_tokens: int | Sequence[int], projector_stride: int = 4) -> list[int]:
         """Tokens each utterance occupies in a packed row (speech + transcript + EOS + prompt).
 
         `prompt_tokens`: one reserved count for all, or the prompt length per language (indexed by lang_id),
         which packs rows tighter when prompts differ in length across languages.
         """
         per_lang = [prompt_tokens] * len(self.languages) if isinstance(prompt_tokens, int) else prompt_tokens
-        return [speech_tokens(u.n_frames) + len(u.text_ids) + 1 + per_lang[lang_id]
+        return [speech_tokens(u.n_frames, projector_stride) + len(u.text_ids) + 1 + per_lang[lang_id]
                 for u, lang_id in zip(self.utterances, self.lang_ids)]
 
     def target_tokens(self, rows: Sequence[Sequence[int]]) -> int:

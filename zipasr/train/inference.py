@@ -132,6 +132,7 @@ def export_model(exp_dir: str | Path, lang: str, out_dir: str | Path, checkpoint
         "languages": model.languages,
         "projector": cfg.model.projector,
         "projector_hidden": cfg.model.projector_hidden,
+        "projector_stride": cfg.model.projector_stride,
         "regime": cfg.model.regime,
         "train_segment_seconds": cfg.model.train_segment_seconds,
         "decode_segment_seconds": cfg.model.decode_segment_seconds,
@@ -159,7 +160,7 @@ def load_export(out_dir: str | Path):
     encoder = WhisperSpeechEncoder.from_pretrained(out_dir / "encoder")
     llm, tokenizer = load_llm(out_dir / "llm")
     projector = build_projector(meta["projector"], encoder.output_dim, llm.get_input_embeddings().embedding_dim,
-                                meta["projector_hidden"])
+                                meta["projector_hidden"], meta.get("projector_stride", 4))
     state = load_file(str(out_dir / "projector.safetensors"))
     projector.load_state_dict(state)
     model = SpeechLLM(encoder, projector, llm, tokenizer, meta["languages"], regime=meta["regime"],

@@ -260,7 +260,7 @@ def validate(model, dataset: SpeechDataset, cfg: ExperimentConfig, rank: int, wo
     """Token-weighted mean loss over the valid set (rows split across processes), in the decoding regime."""
     was_training = model.training
     model.eval()
-    rows = pack_rows(dataset.packed_lengths(prompt_tokens), [u.lang for u in dataset.utterances],
+    rows = pack_rows(dataset.packed_lengths(prompt_tokens, cfg.model.projector_stride), [u.lang for u in dataset.utterances],
                      cfg.data.max_tokens, np.random.default_rng(0))
     mine = rows[rank::world]
     loss_sum, n_tokens = 0.0, 0
@@ -315,7 +315,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
     prompt_tokens = cfg.data.prompt_tokens
     if prompt_tokens is None:
         prompt_tokens = [len(ids) for ids in model.prompt_ids]
-    lengths = dataset.packed_lengths(prompt_tokens)
+    lengths = dataset.packed_lengths(prompt_tokens, cfg.model.projector_stride)
     over = sum(n > cfg.data.max_tokens for n in lengths)
     if over:
         logger.warning("%d utterances are longer than data.max_tokens=%d; each gets a row of its own",

@@ -110,8 +110,17 @@ def main(argv=None):
     copy = exp / "pretrained/qwen3_tiny/copy_accuracy.json"
     if copy.is_file():
         acc = json.loads(copy.read_text())
-        out.append(f"- tiny Qwen3 (`exp/pretrained/qwen3_tiny`): exact-copy accuracy on held-out sentences "
-                   f"{100 * acc['copy']:.0f} % from tokens, {100 * acc['char_copy']:.0f} % from spelled characters.")
+        sources = {"copy": "token", "char_copy": "spelled-character", "frame_copy": "frame-sequence"}
+        out.append("- tiny Qwen3 (`exp/pretrained/qwen3_tiny`), copying held-out sentences (exact / teacher-forced "
+                   "token accuracy): " + ", ".join(
+                       f"{100 * acc[k]:.0f} % / {100 * acc[k + '_tokens']:.0f} % from {name} sources"
+                       for k, name in sources.items() if k in acc and k + "_tokens" in acc) + ".")
+    warm = exp / "pretrained/projector_warm/speech_llm.json"
+    if warm.is_file():
+        info = json.loads(warm.read_text()).get("warm_start", {})
+        if info:
+            out.append(f"- projector warm start (`exp/pretrained/projector_warm`): final MSE {info['loss']:.3f}; "
+                       f"{100 * info['nearest_piece_accuracy']:.0f} % of the output frames nearest to their target piece.")
     ctc = exp / "pretrained/whisper_tiny/dev_cer.json"
     if ctc.is_file():
         cer = json.loads(ctc.read_text())
