@@ -55,8 +55,11 @@ if [ -n "${sibling_methods}" ] && [[ " ${methods} " != *" independent "* ]]; the
 fi
 all_methods=$(echo ${methods} ${sibling_methods})
 # Glibc keeps freed memory of the variable-shape batches and oneDNN caches a kernel per shape: both
-# made the resident memory of a training run grow by gigabytes.
-export MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=0 ONEDNN_PRIMITIVE_CACHE_CAPACITY=8
+# made the resident memory of a training run grow by gigabytes. Measured (100 encoder steps / 150 LLM
+# steps, 2 threads): these two settings: 67 s / 34 s, peak 1.9 / 1.7 GB; MALLOC_ARENA_MAX=2 alone: 59 s /
+# 31 s, 3.0 / 2.0 GB; the former MALLOC_TRIM_THRESHOLD_=0 + a cache of 8 kernels: 111 s for the encoder
+# (README.md, "Memory and speed note").
+export MALLOC_ARENA_MAX=2 ONEDNN_PRIMITIVE_CACHE_CAPACITY=64
 
 source_langs="en fr el nl"
 target_langs="de es fr ru vi it en el pt ja ko fa"

@@ -1,10 +1,10 @@
 # Default size of the mini recipe (./run.sh). Budget: 60 min on an idle 2-core CPU (see README.md for
 # what was and was not measured).
 corpus_config=conf/corpus.yaml
-llm_opts=""             # conf/pretrain_llm.yaml: 1000 steps of 3072 tokens (500 copy-only on the source languages)
+llm_opts=""             # conf/pretrain_llm.yaml: 1400 steps of 1536 tokens (980 copy-only on the source languages)
 encoder_opts=""         # conf/pretrain_encoder.yaml: 600 steps of 8000 mel frames (~1.6 epochs)
-stage1_steps=400        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.4 epoch
-stage2_steps=120
+stage1_steps=300        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.3 epoch
+stage2_steps=80
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
 decode_opts=""
@@ -12,6 +12,6 @@ decode_opts=""
 # lors (LoRS-Merging), experts_fusion (LoRA experts fused per language), experts_kd (experts distilled
 # into one Vanilla-LoRA). They need "independent" in ${methods}.
 sibling_methods="lors experts_fusion experts_kd"
-sibling_steps=120       # optimizer steps of experts fuse / distill (batches of 8 utterances)
+sibling_steps=60        # optimizer steps of experts fuse / distill (batches of 8 utterances)
 lid_opts="--max_per_language 200"   # LID classifier (zipasr.bin.train_lid) on the Stage-1 encoder
 agnostic_methods="zipper_soft"   # decoded once more with the predicted language (a decode of test_all costs ~3 min)

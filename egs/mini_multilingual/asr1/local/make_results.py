@@ -185,6 +185,14 @@ def main(argv=None):
                               f"CER ({verb}).")
         if claims:
             out += ["", "The paper's claims, as measured here:"] + claims
+            s1_mean = mean(list(s1.values())) if s1 else float("nan")
+            if not s1_mean <= 100:
+                # a model whose source-set CER is above 100 % does not recognise speech: comparing such
+                # models says nothing for or against the paper
+                out += ["", f"These comparisons are NOT evidence for or against the paper: Stage 1 did not align "
+                            f"(source-set CER {s1_mean:.1f} %, above 100 %: the model writes text without "
+                            f"reading the audio), so every Stage-2 method starts from a model that does not "
+                            f"recognise speech and their differences are noise."]
         out.append("")
 
     # figures and curves
