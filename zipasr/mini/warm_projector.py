@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,15 +143,13 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
 
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")  # written whole, then renamed: never half a checkpoint
-    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a run killed while saving
+    tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in projector.state_dict().items()}, str(tmp / PROJECTOR_FILE))
     meta = {"languages": list(model_cfg.languages), "parts": ["projector"], "projector": type(projector).__name__,
             "warm_start": result}
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     logger.info("warm-started projector saved in %s", out_dir)
     return result
