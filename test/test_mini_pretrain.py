@@ -232,12 +232,16 @@ def test_projector_warm_start_regresses_onto_the_llm_embeddings_of_the_ctc_frame
     model_cfg = ModelConfig(encoder_dir=str(tmp_path / "whisper"), llm_dir=str(tmp_path / "llm"),
                             languages=["en", "ru"], regime="full", projector_stride=2)
     cfg = from_dict(WarmProjectorConfig, {"steps": 30, "batch_frames": 1000, "lr": 1e-2, "threads": 1,
-                                          "log_interval": 10, "bf16": False})
+                                          "log_interval": 10, "bf16": False, "ce_weight": 0.0})
     out = tmp_path / "warm"
     first = warm_projector(from_dict(WarmProjectorConfig, {**vars(cfg), "steps": 1}), model_cfg, [data], out)
     result = warm_projector(cfg, model_cfg, [data], out)  # rewrites the dir whole
     assert result["loss"] < first["loss"]  # the regression learns
     assert not (tmp_path / ".tmp-warm").exists()
+    # the cross-entropy term trains the nearest-piece choice itself
+    ce = warm_projector(from_dict(WarmProjectorConfig, {**vars(cfg), "ce_weight": 1.0}), model_cfg, [data],
+                        tmp_path / "warm_ce")
+    assert ce["nearest_piece_accuracy"] >= result["nearest_piece_accuracy"]
     # Stage 1 loads it through model.init_from, with the stride it was trained for
     model_cfg.init_from = str(out)
     model = SpeechLLM.from_config(model_cfg)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from zipasr.scoring import parse_summary_line
 
@@ -53,6 +54,10 @@ def test_micro_run_produces_tables_and_figures(micro_run):
     for name in ("config.json", "model.safetensors", "tokenizer.json", "copy_accuracy.json"):
         assert (exp / "pretrained/qwen3_tiny" / name).is_file()
     assert (exp / "lid/acoustic.safetensors").is_file() and (exp / "lid/acoustic_cosine.png").is_file()
+    # Stage 1 starts from the projector's warm start, at the recipe's projector stride
+    assert json.loads((exp / "pretrained/projector_warm/speech_llm.json").read_text())["parts"] == ["projector"]
+    stage1 = yaml.safe_load((exp / "full/stage1/config.yaml").read_text())["model"]
+    assert stage1["init_from"].endswith("pretrained/projector_warm") and stage1["projector_stride"] == 2
     # scores parse: Stage 1 on the source test sets, every Stage-2 method on the target test sets
     decodes = [exp / "full/stage1/source_decode_test_src_all_full", exp / "full/stage1/decode_test_all_full"] + \
         [exp / f"full/stage2_{m}/decode_test_all_full" for m in ("vanilla", "zipper_soft", "independent", "lors")] + \

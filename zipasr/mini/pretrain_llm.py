@@ -20,9 +20,9 @@ characters at the rate of the projector's output frames, with `<blank>` pieces w
 head predicts no character, as `zipasr.mini.warm_projector` teaches the projector to produce. These
 sequences have no separator (the Speech-LLM's layout: the trailing blanks end the source). The LLM
 then reads frame-rate input, which the paper's fixed-stride projector gives, where a character-rate
-source (one piece per character, as CTC compression would give) does not match it. An option, off in
-the recipe: in this session's trials the copy skill formed on frame sources far more slowly than on
-token sources (egs/mini_multilingual/asr1/README.md).
+source (one piece per character, as CTC compression would give) does not match it. The mini recipe
+uses it after its copy-only steps; the copy skill forms on token sources first (a 2-layer LLM never
+learnt frame copies in the measured runs, a 4-layer one did: egs/mini_multilingual/asr1/README.md).
 
 Output: a checkpoint dir that `zipasr.model.llm.load_llm` (AutoModelForCausalLM + AutoTokenizer)
 loads like Qwen3-1.7B, plus `train_log.tsv` (step, loss per kind) and `pretrain_config.yaml`.
@@ -88,6 +88,7 @@ class LLMPretrainConfig:
     bf16: bool = True
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"  # "cuda" on a GPU machine (bf16 autocast on that device)
     log_interval: int = 50
     eval_sentences_per_lang: int = 5  # held out; exact-copy accuracy is measured on them
 
@@ -256,7 +257,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     if unk_chars:
         raise ValueError(f"characters without a tokenizer piece: {''.join(unk_chars[:20])!r}")
 
-    model = Qwen3ForCausalLM(qwen3_config(cfg, tokenizer))
+    model = Qwen3ForCausalLM(qwen3_config(cfg, tokenizer)).to(cfg.device)
     logger.info("tiny Qwen3: %.2fM parameters, vocabulary %d, %d sentences of %s", 
                 sum(p.numel() for p in model.parameters()) / 1e6, len(tokenizer), len(pairs), " ".join(langs))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -288,8 +289,8 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
                 break
             seqs.append((ids, labels))
             kinds_of.append(kind)
-        input_ids, mask, labels = pad_batch(seqs, tokenizer.pad_token_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        input_ids, mask, labels = (t.to(cfg.device) for t in pad_batch(seqs, tokenizer.pad_token_id))
+        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(input_ids=input_ids, attention_mask=mask).logits
         row_loss = per_kind_loss(logits, labels)
         loss = row_loss.mean()
@@ -314,7 +315,8 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
 
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out_dir)
+    model.cpu().save_pretrained(out_dir)
+    model.to(cfg.device)
     accuracy = {}
     sources = {"copy": "token", "char_copy": "char"}
     if cfg.frame_copy_ratio > 0:
@@ -338,7 +340,7 @@ def copy_accuracy(model, tokenizer, pairs: list[tuple[str, str]], cfg: LLMPretra
     hits = 0
     rng = np.random.default_rng(0)
     for lang, text in pairs:
-        context = torch.tensor([maker.context(lang, text, source, rng)])
+        context = torch.tensor([maker.context(lang, text, source, rng)], device=model.device)
         out = model.generate(input_ids=context, attention_mask=torch.ones_like(context), do_sample=False,
                              max_new_tokens=len(maker.encode(text)) + 4)
         hits += tokenizer.decode(out[0, context.shape[1]:], skip_special_tokens=True).strip() == text
@@ -358,7 +360,7 @@ def copy_token_accuracy(model, tokenizer, pairs: list[tuple[str, str]], cfg: LLM
         for lang, text in pairs[i:i + batch_size]:
             context, ids = maker.context(lang, text, source, rng), maker.encode(text) + [maker.eos]
             seqs.append((context + ids, [IGNORE] * len(context) + ids))
-        input_ids, mask, labels = pad_batch(seqs, tokenizer.pad_token_id)
+        input_ids, mask, labels = (t.to(model.device) for t in pad_batch(seqs, tokenizer.pad_token_id))
         pred = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].argmax(-1)  # (B, L-1)
         target = labels[:, 1:]
         right += ((pred == target) & (target != IGNORE)).sum().item()

@@ -7,7 +7,8 @@
 #   3  tokenizer + tiny Qwen3 text pretraining (LM + copy task) -> exp/pretrained/qwen3_tiny
 #   4  tiny Whisper encoder, CTC pretraining on the source languages -> exp/pretrained/whisper_tiny
 #   5  acoustic LID embeddings e(l) (mean-pooled encoder outputs on dev) + cosine heatmap -> exp/lid
-#   6  Stage 1 (alignment) on the source languages (asr.sh stage 3), decoded on their test sets
+#   6  projector warm start (zipasr.bin.warm_projector), then Stage 1 (alignment) on the source
+#      languages (asr.sh stage 3), decoded on their test sets
 #   7  Stage 2 per method on the long-tailed target set (asr.sh stage 4), then the sibling methods
 #      (docs/sibling_methods.md) built from stage2_independent: lors, experts_fusion, experts_kd
 #   8  decoding of the target test sets by Stage 1 and every Stage-2 method (asr.sh stage 5); a LID
@@ -131,9 +132,17 @@ fi
 
 if todo 6; then
   begin 6 "Stage 1 (alignment) on ${source_langs}"
+  # The projector's warm start (a mini-recipe aid, not the paper's): it learns to write the LLM embedding
+  # of the frame sequence the encoder's CTC head predicts, which the LLM learnt to copy in stage 3.
+  # Stage 1 starts from it (model.init_from); a killed run redoes it (written to a temporary dir first).
+  warm=exp/pretrained/projector_warm
+  if [ ! -f "${warm}/speech_llm.json" ]; then
+    run python -m zipasr.bin.warm_projector --stage1_config conf/train_stage1.yaml ${warm_opts} \
+      --set threads=${threads} --train_data dump/train_source --out_dir "${warm}"
+  fi
   for regime in ${regimes}; do
     run ./asr.sh --stage 3 --stop_stage 3 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${all_langs}" \
-      --train_overrides "model.regime=${regime} train.max_steps=${stage1_steps} train.threads=${threads}"
+      --train_overrides "model.regime=${regime} train.max_steps=${stage1_steps} train.threads=${threads} model.init_from=${warm}"
     # the source-set evaluation (the paper's Table II); not named decode_* so that the Stage-2 tables,
     # which compare every row on the same target test sets, leave it out (RESULTS.md reports it)
     dir=exp/${regime}/stage1/source_decode_test_src_all_${regime}

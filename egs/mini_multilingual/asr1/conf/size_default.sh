@@ -1,8 +1,9 @@
 # Default size of the mini recipe (./run.sh). Budget: 60 min on an idle 2-core CPU (see README.md for
 # what was and was not measured).
 corpus_config=conf/corpus.yaml
-llm_opts=""             # conf/pretrain_llm.yaml: 1400 steps of 1536 tokens (980 copy-only on the source languages)
+llm_opts=""             # conf/pretrain_llm.yaml: 2800 steps of 1536 tokens (980 copy-only on the source languages)
 encoder_opts=""         # conf/pretrain_encoder.yaml: 600 steps of 8000 mel frames (~1.6 epochs)
+warm_opts=""           # conf defaults of zipasr.mini.warm_projector: 300 steps of 16000 mel frames
 stage1_steps=300        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.3 epoch
 stage2_steps=80
 methods="vanilla independent zipper_soft zipper_soft_initb"

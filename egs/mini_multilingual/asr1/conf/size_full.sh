@@ -3,6 +3,7 @@
 corpus_config=conf/corpus.yaml
 llm_opts=""
 encoder_opts=""
+warm_opts=""           # conf defaults of zipasr.mini.warm_projector: 300 steps of 16000 mel frames
 stage1_steps=500
 stage2_steps=120
 methods="vanilla independent flylora zipper_static zipper_hard zipper_soft zipper_soft_initb"

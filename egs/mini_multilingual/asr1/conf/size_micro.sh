@@ -3,6 +3,7 @@
 corpus_config=conf/corpus_micro.yaml
 llm_opts="--set steps=8 --set batch_tokens=1024 --set log_interval=4 --set eval_sentences_per_lang=1"
 encoder_opts="--set steps=6 --set log_interval=3"
+warm_opts="--set steps=3"
 stage1_steps=4
 stage2_steps=3
 methods="vanilla independent zipper_soft"   # independent: the source of lors

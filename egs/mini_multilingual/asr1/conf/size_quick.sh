@@ -2,6 +2,7 @@
 corpus_config=conf/corpus_quick.yaml
 llm_opts="--set steps=150"
 encoder_opts="--set steps=250"
+warm_opts="--set steps=100"
 stage1_steps=120
 stage2_steps=40
 methods="vanilla independent zipper_soft zipper_soft_initb"
