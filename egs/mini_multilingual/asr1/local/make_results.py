@@ -119,7 +119,7 @@ def main(argv=None):
     if warm.is_file():
         info = json.loads(warm.read_text()).get("warm_start", {})
         if info:
-            out.append(f"- projector warm start (`exp/pretrained/projector_warm`): final MSE {info['loss']:.3f}; "
+            out.append(f"- projector warm start (`exp/pretrained/projector_warm`): final loss {info['loss']:.3f}; "
                        f"{100 * info['nearest_piece_accuracy']:.0f} % of the output frames nearest to their target piece.")
     ctc = exp / "pretrained/whisper_tiny/dev_cer.json"
     if ctc.is_file():
