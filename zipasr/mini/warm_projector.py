@@ -130,16 +130,18 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
             out, out_lens = projector(hidden.float(), hid_lens)  # (B, S', d_llm)
         mask = lengths_to_mask(out_lens, out.shape[1])  # (B, S')
         out = out.float()[mask]
-        loss = nn.functional.mse_loss(out, table[target_ids[mask]])
+        targets = target_ids[mask]
+        scores = out @ table.T  # (N, V_llm): what the tied LM head would score
+        loss = nn.functional.mse_loss(out, table[targets])
         if cfg.ce_weight > 0:
-            loss = loss + cfg.ce_weight * nn.functional.cross_entropy(out @ table.T, target_ids[mask])
+            loss = loss + cfg.ce_weight * nn.functional.cross_entropy(scores, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         with torch.no_grad():
-            hits = ((out @ table.T).argmax(-1) == target_ids[mask]).float().mean().item()
+            hits = (scores.argmax(-1) == targets).float().mean().item()
         loss_sum, hit_sum, count = loss_sum + loss.item(), hit_sum + hits, count + 1
         if step % cfg.log_interval == 0 or step == cfg.steps:
             result = {"loss": loss_sum / count, "nearest_piece_accuracy": hit_sum / count}
