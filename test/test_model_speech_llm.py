@@ -1,5 +1,8 @@
 """SpeechLLM: prompt ⊕ speech ⊕ transcript, loss masking, packing, generate, stages, checkpoints."""
+import math
+
 import pytest
+
 import torch
 
 from zipasr.adapters import adapter_layers
@@ -157,6 +160,22 @@ def test_generate_returns_only_the_transcript(model):
         assert hyps[i] == expected  # left padding does not change the result
     beams = model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=6, num_beams=3)
     assert len(beams) == 4 and all(isinstance(h, str) for h in beams)
+
+
+def test_generate_max_len_ratio_bounds_the_new_tokens(model, monkeypatch):
+    """max_len_ratio caps the new tokens at ratio x the longest speech-embedding sequence of the batch."""
+    batch = _batch(model)
+    _, speech_lens = model.encode(batch.feats, batch.feat_lens, batch.lang_ids, 200)
+    longest = int(speech_lens.max())
+    seen = []
+    real = model.llm.generate
+    monkeypatch.setattr(model.llm, "generate", lambda **kw: seen.append(kw["max_new_tokens"]) or real(**kw))
+    model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=500, segment_frames=200,
+                   max_len_ratio=0.5)
+    model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=3, segment_frames=200,
+                   max_len_ratio=0.5)
+    model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=7, segment_frames=200)
+    assert seen == [math.ceil(0.5 * longest), min(3, math.ceil(0.5 * longest)), 7]
 
 
 def test_overfit_one_utterance_then_transcribe(model):

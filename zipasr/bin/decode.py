@@ -51,6 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     p.add_argument("--batch_size", type=int, default=16, help="utterances per batch (sorted by length)")
     p.add_argument("--max_new_tokens", type=int, default=200, help="longest transcript in tokens")
+    p.add_argument("--max_len_ratio", type=float, default=0.0,
+                   help="also stop after this many tokens per speech embedding of the batch's longest utterance "
+                        "(ESPnet's maxlenratio; 0 = no bound but --max_new_tokens)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on CPUs with bf16, and on GPUs)")
     p.add_argument("--lid_model", default=None,
                    help="language-agnostic decoding: predict each utterance's language with this LID classifier "
@@ -125,7 +128,8 @@ def decode(args: argparse.Namespace) -> dict:
                 predicted.update((data.utterances[i].utt, model.languages[int(lang)])
                                  for i, lang in zip(chunk, lang_ids.tolist()))
             texts = model.generate(batch.feats, batch.feat_lens, lang_ids, max_new_tokens=args.max_new_tokens,
-                                   num_beams=args.beam, segment_frames=segment_frames)
+                                   num_beams=args.beam, segment_frames=segment_frames,
+                                   max_len_ratio=args.max_len_ratio)
             if args.dump_embeddings:
                 with model.lang_state.bound(lang_ids):
                     pooled = model.encoder.utterance_embeddings(batch.feats, batch.feat_lens, segment_frames or None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,14 +406,20 @@ class SpeechLLM(nn.Module):
     # ----------------------------------------------------------------- decoding
     @torch.no_grad()
     def generate(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor, max_new_tokens: int = 200,
-                 num_beams: int = 1, segment_frames: int | None = None, **generate_kwargs) -> list[str]:
+                 num_beams: int = 1, segment_frames: int | None = None, max_len_ratio: float = 0.0,
+                 **generate_kwargs) -> list[str]:
         """Transcribe a batch: feats (N, n_mels, T), feat_lens (N,), lang_ids (N,) -> N transcripts.
 
         Greedy (num_beams=1) or beam search through `llm.generate` with a KV cache, on left-padded
         prompt ⊕ speech embeddings. Only the generated transcript is returned (no prompt, no EOS).
         segment_frames: None = the model's decoding regime; 0 = full context; n = n-frame segments.
+        max_len_ratio > 0 also bounds the new tokens by ratio x the batch's longest speech-embedding
+        sequence (ESPnet's maxlenratio): a model caught in a repetition loop stops there, not at
+        max_new_tokens.
         """
         speech, speech_lens = self.encode(feats, feat_lens, lang_ids, segment_frames)
+        if max_len_ratio > 0:
+            max_new_tokens = min(max_new_tokens, math.ceil(max_len_ratio * int(speech_lens.max())))
         embed = self.llm.get_input_embeddings()
         prefixes = []
         for i, lang in enumerate(lang_ids.tolist()):

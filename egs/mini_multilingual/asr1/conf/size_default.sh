@@ -2,17 +2,16 @@
 # what was and was not measured).
 corpus_config=conf/corpus.yaml
 llm_opts=""             # conf/pretrain_llm.yaml: 2800 steps of 1536 tokens (980 copy-only on the source languages)
-encoder_opts=""         # conf/pretrain_encoder.yaml: 600 steps of 8000 mel frames (~1.6 epochs)
+encoder_opts=""         # conf/pretrain_encoder.yaml: 900 steps of 8000 mel frames (~2.4 epochs)
 warm_opts=""           # conf defaults of zipasr.mini.warm_projector: 300 steps of 16000 mel frames
-stage1_steps=300        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.3 epoch
+stage1_steps=480        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.45 epoch
 stage2_steps=80
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
 decode_opts=""
-# Sibling methods (docs/sibling_methods.md), built from stage2_independent after Stage 2 (stage 7):
-# lors (LoRS-Merging), experts_fusion (LoRA experts fused per language), experts_kd (experts distilled
-# into one Vanilla-LoRA). They need "independent" in ${methods}.
-sibling_methods="lors experts_fusion experts_kd"
+# Sibling methods (docs/sibling_methods.md): run by --full true (each costs a Stage-2 build and a decode,
+# ~1.5-2 min here); the default spends those minutes on the encoder and Stage 1 instead.
+sibling_methods=""
 sibling_steps=60        # optimizer steps of experts fuse / distill (batches of 8 utterances)
 lid_opts="--max_per_language 200"   # LID classifier (zipasr.bin.train_lid) on the Stage-1 encoder
 agnostic_methods="zipper_soft"   # decoded once more with the predicted language (a decode of test_all costs ~3 min)

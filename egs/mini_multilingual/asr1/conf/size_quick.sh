@@ -8,10 +8,8 @@ stage2_steps=40
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
 decode_opts=""
-# Sibling methods (docs/sibling_methods.md), built from stage2_independent after Stage 2 (stage 7):
-# lors (LoRS-Merging), experts_fusion (LoRA experts fused per language), experts_kd (experts distilled
-# into one Vanilla-LoRA). They need "independent" in ${methods}.
-sibling_methods="lors experts_fusion experts_kd"
+# Sibling methods (docs/sibling_methods.md): run by --full true (and lors by --micro true).
+sibling_methods=""
 sibling_steps=40
 lid_opts="--max_per_language 100"
 agnostic_methods="independent zipper_soft"   # each costs as much as a decode: two, to fit the 15-min budget
