@@ -2,7 +2,6 @@
 import math
 
 import pytest
-
 import torch
 
 from zipasr.adapters import adapter_layers
