@@ -3,8 +3,9 @@ the sibling method lors (LoRS-Merging of the Independent-LoRA adapters) and one 
 
 The recipe runs in a temporary copy of egs/mini_multilingual/asr1 (its files symlinked), so a user's
 own runs in the recipe dir are never touched. Checks that the tables, the figures and RESULTS.md are
-produced, that every score line parses (the LID accuracy line too), and that a rerun skips every finished
-stage.
+produced, that every score line parses (the LID accuracy line too), that a rerun skips every finished
+stage, and that a second run, killed in the middle of a Stage-2 training and resumed, ends with the same
+hypotheses and tables as the first (the same seed gives the same data, models and table).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -27,17 +29,24 @@ LID_LINE = re.compile(r"^%LID (?P<rate>\d+\.\d+) \[ (?P<correct>\d+) / (?P<total
 RECIPE_FILES = ["run.sh", "asr.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local", "utils"]
 
 
+MICRO = ["./run.sh", "--micro", "true", "--threads", "1"]
+
+
+def recipe_copy(work: Path) -> Path:
+    """A recipe dir whose files are symlinks to egs/mini_multilingual/asr1 (the user's runs stay untouched)."""
+    for name in RECIPE_FILES:
+        (work / name).symlink_to((RECIPE / name).resolve())
+    return work
+
+
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is not installed (tools/setup.sh installs it); the mini recipe needs it")
-    work = tmp_path_factory.mktemp("mini_micro")
-    for name in RECIPE_FILES:
-        (work / name).symlink_to((RECIPE / name).resolve())
+    work = recipe_copy(tmp_path_factory.mktemp("mini_micro"))
     env = dict(os.environ, PYTHONHASHSEED="0")
     start = time.time()
-    proc = subprocess.run(["./run.sh", "--micro", "true", "--threads", "1"], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=1800)
+    proc = subprocess.run(MICRO, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
     elapsed = time.time() - start
     assert proc.returncode == 0, f"run.sh --micro true failed:\n{proc.stderr[-6000:]}"
     return work, proc, elapsed
@@ -107,3 +116,39 @@ def test_micro_run_is_fast_and_reruns_skip(micro_run):
     assert proc.stderr.count("is done, skipped") == 10
     other = subprocess.run(["./run.sh", "--quick", "true"], cwd=work, capture_output=True, text=True, timeout=60)
     assert other.returncode != 0 and "holds a 'micro' run" in other.stderr
+
+
+def outputs(work: Path) -> dict[str, str]:
+    """What a run must reproduce: the test transcripts, every decode's hypotheses and the result table."""
+    files = [work / "data/test_all/text", work / "exp/full/RESULTS.md"] + sorted((work / "exp/full").glob("*/*decode*/text"))
+    return {str(f.relative_to(work)): f.read_text() for f in files}
+
+
+def test_killed_micro_run_resumes_to_the_same_results(micro_run, tmp_path):
+    first, _, _ = micro_run
+    work = recipe_copy(tmp_path)
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    # kill the whole run (its process group) once the Stage-2 Vanilla run has written its first checkpoint
+    ckpts = work / "exp/full/stage2_vanilla/checkpoints"
+    proc = subprocess.Popen(MICRO, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 1200
+        while not any(p.name.startswith("step") for p in ckpts.glob("*")) and proc.poll() is None:
+            assert time.time() < deadline, "no Stage-2 checkpoint within 20 min"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended (rc {proc.returncode}) before it could be killed"
+    assert not (work / "exp/.stage7.done").exists()
+    resumed = subprocess.run(MICRO, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    assert resumed.returncode == 0, resumed.stderr[-6000:]
+    assert "Stage 6 is done, skipped" in resumed.stderr
+    log = (work / "exp/full/stage2_vanilla/train.log").read_text()
+    assert "resumed from" in log, log[-3000:]
+    want, got = outputs(first), outputs(work)
+    assert len(want) >= 8 and sorted(got) == sorted(want)
+    for name in want:
+        assert got[name] == want[name], f"{name} differs between the uninterrupted and the resumed run"

@@ -8,7 +8,8 @@
 #   4  Stage-2 training, one run per encoder-side method in ${methods}
 #   5  decoding of every test set, every method, every encoder regime in ${regimes}
 #   6  scoring (WER/CER) and the result table (${expdir}/RESULTS.md)
-# Reruns skip finished steps (.done markers); --stage/--stop_stage select stages. Every command run is logged
+# Reruns skip finished steps (.done markers) and a killed training run continues from its last checkpoint
+# (zipasr.bin.train --resume, as ESPnet's asr.sh); --stage/--stop_stage select stages. Every command run is logged
 # and appended to ${expdir}/run_commands.sh, so each step can be rerun by hand.
 set -euo pipefail
 
@@ -122,7 +123,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   if [ -f "${expdir}/.stage1.done" ]; then log "${expdir}/stage1 is done, skipped"; else
     mapfile -t overrides < <(set_args "data.train_dir=${data_feats}/${stage1_train_set}" \
       "data.valid_dir=$(valid_dir "${stage1_valid_set}")" "${lang_override}" ${train_overrides})
-    run ${launcher} -m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir "${expdir}/stage1" "${overrides[@]}"
+    run ${launcher} -m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir "${expdir}/stage1" --resume \
+      "${overrides[@]}"
     touch "${expdir}/.stage1.done"
   fi
 fi
@@ -141,7 +143,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     mapfile -t overrides < <(set_args "model.init_from=${expdir}/stage1" "data.train_dir=${data_feats}/${train_set}" \
       "data.valid_dir=$(valid_dir "${valid_set}")" "${lang_override}" ${extra} ${train_overrides})
     run ${launcher} -m zipasr.bin.train --config "conf/train_stage2_${M}.yaml" --exp_dir "${expdir}/stage2_${M}" \
-      "${overrides[@]}"
+      --resume "${overrides[@]}"
     touch "${expdir}/.stage2_${M}.done"
   done
 fi

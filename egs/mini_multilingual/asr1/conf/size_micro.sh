@@ -6,6 +6,7 @@ encoder_opts="--set steps=6 --set log_interval=3"
 warm_opts="--set steps=3"
 stage1_steps=4
 stage2_steps=3
+train_opts="train.save_every=1"   # a checkpoint per step: CI kills a run mid-training and resumes it
 methods="vanilla independent zipper_soft"   # independent: the source of lors
 regimes="full"
 nj=1

@@ -1,13 +1,13 @@
-# --quick true: the same stages on half the corpus with fewer steps. Budget: 15 min on an idle 2-core CPU.
+# --quick true: the same stages on a quarter of the corpus with fewer steps. Budget: 15 min on an idle 2-core CPU.
 corpus_config=conf/corpus_quick.yaml
-llm_opts="--set steps=150"
-encoder_opts="--set steps=150"
-warm_opts="--set steps=100"
+llm_opts="--set steps=120"
+encoder_opts="--set steps=120"
+warm_opts="--set steps=50"
 stage1_steps=80
-stage2_steps=20
+stage2_steps=10
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
-decode_opts=""
+decode_opts="--batch_size 64"   # fewer, larger batches: every quick decode runs to the max_len_ratio bound
 # Sibling methods (docs/sibling_methods.md): run by --full true (and lors by --micro true).
 sibling_methods=""
 sibling_steps=40
