@@ -15,9 +15,12 @@
 #      classifier on the Stage-1 encoder and the language-agnostic decodes (decode_test_all_agnostic_*)
 #   9  scoring, result tables (asr.sh stage 6; the agnostic decodes are extra columns) and figures
 #  10  RESULTS.md: tables, figures, training curves, wall time per stage
+# With --seeds "1 2", stages 7-9 also retrain, decode and score every Stage-2 method with each extra seed
+# (train.seed) in exp/<regime>_seed<N>/, from the same Stage 1; RESULTS.md then gives the seed-to-seed spread.
 # Each encoder regime in ${regimes} has its own exp/<regime>/ (Stage 1 and Stage 2 trained in it).
 #
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N]
+#                 [--seeds "1 2"]
 set -euo pipefail
 
 stage=1
@@ -27,8 +30,9 @@ full=false    # every method and both encoder regimes (~3 h)
 micro=false   # CI's configuration: a few utterances and steps (< 5 min)
 nj=2          # processes of the synthesis and the feature dump
 threads=2     # torch threads of training and decoding (1 on a machine shared with other jobs)
+seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~10 min at the default size)
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N] [--seeds \"1 2\"]"
 
 . ./path.sh
 . ./cmd.sh
@@ -174,8 +178,16 @@ if todo 7; then
       esac
       touch "exp/${regime}/.stage2_${M}.done"
     done
+    for s in ${seeds}; do
+      # a seed replica: the same Stage 1 (linked), every method trained again with train.seed=s
+      mkdir -p "exp/${regime}_seed${s}"
+      [ -e "exp/${regime}_seed${s}/stage1" ] || ln -s ../${regime}/stage1 "exp/${regime}_seed${s}/stage1"
+      run ./asr.sh --stage 4 --stop_stage 4 "${asr_sets[@]}" --expdir "exp/${regime}_seed${s}" --langs "${all_langs}" \
+        --methods "${methods}" \
+        --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps} train.threads=${threads} train.seed=${s} ${train_opts}"
+    done
   done
-  finish "Stage 2 (${all_methods// /, })"
+  finish "Stage 2 (${all_methods// /, })${seeds:+; seeds ${seeds}}"
 fi
 
 if todo 8; then
@@ -208,8 +220,12 @@ if todo 8; then
         --threads "${threads}" ${decode_opts}
       touch "${dir}/.done"
     done
+    for s in ${seeds}; do
+      run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}_seed${s}" --methods "${methods}" \
+        --test_sets test_all --regimes "${regime}" --decode_opts "--threads ${threads} ${decode_opts}"
+    done
   done
-  finish "decoding (+ language-agnostic: ${agnostic_methods:-none})"
+  finish "decoding (+ language-agnostic: ${agnostic_methods:-none})${seeds:+; seeds ${seeds}}"
 fi
 
 if todo 9; then
@@ -222,6 +238,10 @@ if todo 9; then
     done
     run ./asr.sh --stage 6 --stop_stage 6 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${all_methods}" \
       --test_sets test_all --regimes "${regime}"
+    for s in ${seeds}; do
+      run ./asr.sh --stage 6 --stop_stage 6 "${asr_sets[@]}" --expdir "exp/${regime}_seed${s}" --methods "${methods}" \
+        --test_sets test_all --regimes "${regime}"
+    done
   done
   tsne=()
   for regime in ${regimes}; do
@@ -232,12 +252,12 @@ if todo 9; then
   done
   run python -m zipasr.bin.plot --results $(printf 'exp/%s ' ${regimes}) --out exp/figures --baseline vanilla \
     ${tsne[@]:+--tsne "${tsne[@]}"}
-  finish "scoring, tables, figures"
+  finish "scoring, tables, figures${seeds:+; seeds ${seeds}}"
 fi
 
 if todo 10; then
   begin 10 "RESULTS.md"
-  run python local/make_results.py --size "${size}" --regimes "${regimes}" --out RESULTS.md
-  finish "RESULTS.md"
+  run python local/make_results.py --size "${size}" --regimes "${regimes}" --seeds "${seeds}" --out RESULTS.md
+  finish "RESULTS.md${seeds:+; seeds ${seeds}}"
 fi
 log "Successfully finished stages ${stage}-${stop_stage} (${size})"

@@ -3,7 +3,8 @@
 
 Sections: wall time per stage, the corpus per language, the pretrained models' checks, the result
 tables (zipasr.results, per encoder regime), character error rates against the issue's targets,
-the paper's claims as measured here, figures, and where the training curves are.
+the paper's claims as measured here (and their spread over Stage-2 seeds, with run.sh --seeds), figures,
+and where the training curves are.
 
 The CER of this file is computed on Whisper-normalised text (zipasr.scoring.normalize) for every
 language, spaces removed for ja/ko as in the paper's CER and kept otherwise, so that the Latin,
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -58,13 +60,48 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def seed_spread(base: Path, regime: str, seeds: list[int], high_langs: list[str], low_langs: list[str]) -> list[str]:
+    """The Stage-2 methods' average CERs per seed (seed 0: exp/<regime>; seed N: exp/<regime>_seedN, the same
+    Stage 1) and how often each of the paper's orderings holds."""
+    dirs = {0: base, **{s: base.parent / f"{regime}_seed{s}" for s in seeds}}
+    low, high = {}, {}  # method -> seed -> average CER
+    for seed, d in dirs.items():
+        for hyp in sorted(d.glob(f"stage2_*/decode_test_all_{regime}/text")):
+            method = hyp.parent.parent.name[len("stage2_"):]
+            cers = cer_per_lang(Path("data/test_all"), hyp)
+            low.setdefault(method, {})[seed] = mean([cers[x] for x in low_langs if x in cers])
+            high.setdefault(method, {})[seed] = mean([cers[x] for x in high_langs if x in cers])
+    methods = [m for m in low if all(s in low[m] for s in dirs)]  # the methods every seed has
+    if not methods:
+        return [f"(no method was decoded with every seed in {', '.join(str(d) for d in dirs.values())})"]
+
+    def spread(values: list[float]) -> str:
+        return f"{mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+    out = [f"### {regime}: spread over Stage-2 seeds {', '.join(str(s) for s in dirs)} (CER %, the same Stage 1)", ""]
+    rows = [[m, *[low[m][s] for s in dirs], spread(list(low[m].values())), spread(list(high[m].values()))]
+            for m in methods]
+    out += md_table(["method", *[f"avg low, seed {s}" for s in dirs], "avg low, mean ± sd", "avg high, mean ± sd"],
+                    rows)
+    out += ["", "The paper's claims over the seeds (difference of the low-resource averages, a - b):"]
+    for a, b in [("zipper_soft", "vanilla"), ("zipper_soft", "independent"), ("independent", "vanilla"),
+                 ("zipper_soft_initb", "zipper_soft")]:
+        if a in methods and b in methods:
+            diffs = [low[a][s] - low[b][s] for s in dirs]
+            wins = sum(d < 0 for d in diffs)
+            out.append(f"- {a} lower than {b} in {wins} of {len(diffs)} seeds (difference {spread(diffs)} points).")
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", required=True, help="micro, quick, default or full")
     parser.add_argument("--regimes", required=True, help="encoder regimes trained, e.g. 'full chunked'")
+    parser.add_argument("--seeds", default="", help="extra Stage-2 seeds run in exp/<regime>_seed<N> (run.sh --seeds)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     regimes = args.regimes.split()
+    seeds = [int(s) for s in args.seeds.split()]
     exp = Path("exp")
     cfg = load_config(CorpusConfig, "data/local/corpus_config.yaml")
     source = next(s for s in cfg.sets if s.name == "train_source").utts_per_lang
@@ -79,15 +116,18 @@ def main(argv=None):
            "measured by this run; none is tuned on the test sets.", ""]
 
     # wall time
-    rows, total = [], 0
+    rows, total, seeded = [], 0, 0
     times = exp / "stage_times.tsv"
     if times.is_file():
         for line in sorted(times.read_text().splitlines(), key=lambda x: int(x.split("\t")[0])):
             stage, seconds, title = line.split("\t")
             rows.append([stage, title, f"{int(seconds) / 60:.1f}"])
             total += int(seconds)
+            seeded += int(seconds) if "; seeds" in title else 0  # a later invocation with --seeds
     out += ["## Wall time per stage", ""] + md_table(["stage", "what", "minutes"], rows)
-    out += ["", f"Total: {total / 60:.1f} min (stages run by this invocation and earlier ones of the same size).", ""]
+    out += ["", f"Total: {total / 60:.1f} min (stages run by this invocation and earlier ones of the same size"
+                + (f"; {seeded / 60:.1f} min of it in invocations with --seeds, {(total - seeded) / 60:.1f} min "
+                   f"without)." if seeded else ")."), ""]
 
     # corpus
     out += ["## Corpus (espeak-ng, synthesised by stage 1)", ""]
@@ -184,7 +224,7 @@ def main(argv=None):
                 claims.append(f"- {a} vs {b} on the low-resource languages: {low_avg[a]:.1f} % vs {low_avg[b]:.1f} % "
                               f"CER ({verb}).")
         if claims:
-            out += ["", "The paper's claims, as measured here:"] + claims
+            out += ["", "The paper's claims, as measured here (seed 0):"] + claims
             s1_mean = mean(list(s1.values())) if s1 else float("nan")
             if not s1_mean <= 100:
                 # a model whose source-set CER is above 100 % does not recognise speech: comparing such
@@ -197,8 +237,11 @@ def main(argv=None):
                 # aligned, but far from the target: the methods differ by amounts whose run-to-run spread
                 # (other seeds) this recipe does not measure
                 out += ["", f"Stage 1 aligned only in part (source-set CER {s1_mean:.1f} %, target 15 %): these "
-                            f"are comparisons of weak models from one seed, indications rather than evidence "
-                            f"for or against the paper."]
+                            f"are comparisons of weak models" + (f"; their spread over {len(seeds) + 1} Stage-2 seeds "
+                            f"is below." if seeds else " from one seed, indications rather than evidence for or "
+                            f"against the paper.")]
+        if seeds:
+            out += [""] + seed_spread(base, regime, seeds, high_langs, low_langs)
         out.append("")
 
     # figures and curves
