@@ -67,11 +67,12 @@ def test_librispeech_recipe_stages_1_2(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     printed = r.stdout.splitlines()
-    assert printed[0] == ("-m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir exp/stage1 "
+    # --resume: a killed training continues from its last checkpoint when the stage is run again
+    assert printed[0] == ("-m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir exp/stage1 --resume "
                           "--set data.train_dir=dump/test_clean --set data.valid_dir=null --set model.languages=[en] "
                           "--set model.encoder_dir=/ckpt/whisper --set model.llm_dir=/ckpt/llm")
     assert printed[2].startswith("-m zipasr.bin.train --config conf/train_stage2_zipper_soft_initb.yaml "
-                                 "--exp_dir exp/stage2_zipper_soft_initb --set model.init_from=exp/stage1 ")
+                                 "--exp_dir exp/stage2_zipper_soft_initb --resume --set model.init_from=exp/stage1 ")
     assert "--set model.encoder_adapter.init_b_from=exp/stage2_zipper_soft" in printed[2]
     (recipe / "exp" / ".stage2_zipper_soft.done").unlink()
     (recipe / "exp" / ".stage2_zipper_soft_initb.done").unlink()
