@@ -30,7 +30,7 @@ full=false    # every method and both encoder regimes (~3 h)
 micro=false   # CI's configuration: a few utterances and steps (< 5 min)
 nj=2          # processes of the synthesis and the feature dump
 threads=2     # torch threads of training and decoding (1 on a machine shared with other jobs)
-seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~10 min at the default size)
+seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~11 min at the default size)
 
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N] [--seeds \"1 2\"]"
 
