@@ -80,10 +80,12 @@ def test_decode_cli_writes_sorted_text_and_embeddings(runs, tmp_path):
     utt2lang = read_kaldi_map(runs["data"] / "utt2lang")
     assert list(emb["langs"]) == [utt2lang[u] for u in sorted(ref)]
     assert "utt/s" in (out / "decode.log").read_text()
-    # same hypotheses with a different batch size and the full-context regime runs too
+    # same hypotheses with a different batch size and another attention kernel
     out2 = tmp_path / "decode2"
     assert main(["--exp_dir", str(runs["stage2"]), "--data_dir", str(runs["data"]), "--out_dir", str(out2),
-                 "--batch_size", "3", "--max_new_tokens", "6"]) == 0
+                 "--batch_size", "3", "--max_new_tokens", "6", "--attn_implementation", "eager"]) == 0
+    assert "attention eager" in (out2 / "decode.log").read_text()
+    assert "attention sdpa" in (out / "decode.log").read_text()
     assert (out2 / "text").read_text(encoding="utf-8") == (out / "text").read_text(encoding="utf-8")
 
 

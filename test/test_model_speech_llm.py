@@ -94,6 +94,20 @@ def test_packed_samples_do_not_attend_to_each_other(model, attn):
     torch.testing.assert_close(one_row.loss, unpacked.loss, atol=1e-5, rtol=1e-5)
 
 
+def test_attn_implementation_reaches_encoder_and_llm(config, model):
+    """model.attn_implementation: eager in both models, the same loss and hypotheses as sdpa (the default)."""
+    torch.manual_seed(0)
+    eager = SpeechLLM.from_config(ModelConfig(**{**vars(config), "attn_implementation": "eager"})).eval()
+    assert eager.encoder.whisper.config._attn_implementation == "eager"
+    assert eager.llm.config._attn_implementation == "eager"
+    assert model.encoder.whisper.config._attn_implementation == "sdpa"
+    batch = _batch(model, rows=[[0, 2], [3, 1]])
+    with torch.no_grad():
+        torch.testing.assert_close(eager(batch).loss, model(batch).loss, atol=1e-4, rtol=1e-4)
+    args = (batch.feats, batch.feat_lens, batch.lang_ids)
+    assert eager.generate(*args, max_new_tokens=5) == model.generate(*args, max_new_tokens=5)
+
+
 def test_packed_mask_is_block_diagonal_causal():
     mask = packed_causal_mask(torch.tensor([[0, 0, 1, 1, 1, -1]]), torch.float32)
     allowed = (mask[0, 0] == 0).int()
@@ -285,6 +299,8 @@ def test_config_errors(config):
         ModelConfig(regime="streaming")
     with pytest.raises(ValueError, match="unknown language"):
         ModelConfig(languages=["en", "xx"])
+    with pytest.raises(ValueError, match="attn_implementation"):
+        ModelConfig(attn_implementation="fast")
     llm, _ = load_llm(config.llm_dir)
     assert llm_lora_targets(llm) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     llm.config.model_type = "exotic"

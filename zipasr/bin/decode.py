@@ -55,6 +55,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="also stop after this many tokens per speech embedding of the batch's longest utterance "
                         "(ESPnet's maxlenratio; 0 = no bound but --max_new_tokens)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on CPUs with bf16, and on GPUs)")
+    p.add_argument("--attn_implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None,
+                   help="attention kernel of the encoder and the LLM (default: the model's model.attn_implementation; "
+                        "the mini recipe trains with eager and decodes with sdpa, each the faster there)")
     p.add_argument("--lid_model", default=None,
                    help="language-agnostic decoding: predict each utterance's language with this LID classifier "
                         "dir (zipasr.bin.train_lid) or Whisper checkpoint dir, instead of reading utt2lang")
@@ -83,6 +86,9 @@ def decode(args: argparse.Namespace) -> dict:
         raise no_languages  # before the (slow) model loading
     device = torch_device(args)
     model, info = load_model(args.exp_dir, args.checkpoint, device)
+    if args.attn_implementation:
+        model.encoder.whisper.set_attn_implementation(args.attn_implementation)
+        model.llm.set_attn_implementation(args.attn_implementation)
     if args.lid_model is not None and info["lang"] is not None:
         raise ValueError(f"{args.exp_dir} is an export of language {info['lang']!r} only; language-agnostic "
                          "decoding (--lid_model) needs an experiment dir")
@@ -157,7 +163,7 @@ def decode(args: argparse.Namespace) -> dict:
              "rtf": elapsed / max(audio_s, 1e-9)}
     summary = (f"decoded {stats['utterances']} utterances of {args.data_dir} in {elapsed:.1f} s: "
                f"{stats['utt_per_s']:.2f} utt/s, RTF {stats['rtf']:.3f} (regime {regime}, beam {args.beam}, "
-               f"batch {args.batch_size})")
+               f"batch {args.batch_size}, attention {model.llm.config._attn_implementation})")
     if detector is not None:
         reference = {data.utterances[i].utt: data.utterances[i].lang for i in indices if data.utterances[i].lang}
         report = write_lid_report(out_dir, predicted, reference or None)

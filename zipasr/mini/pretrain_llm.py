@@ -63,6 +63,9 @@ class LLMPretrainConfig:
     head_dim: int = 64
     intermediate_size: int = 768
     max_positions: int = 2048
+    # transformers attention kernel: eager trains this tiny model ~15 % faster than sdpa on CPU (sdpa's
+    # flash-attention backward dominates at head_dim 64); not saved with the checkpoint
+    attn_implementation: str = "eager"
     # data
     copy_ratio: float = 0.75  # share of copy sequences (the rest: language modelling)
     copy_only_ratio: float = 0.0  # the first share of the steps trains on copy sequences only (curriculum)
@@ -188,6 +191,7 @@ def qwen3_config(cfg: LLMPretrainConfig, tokenizer):
         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
         head_dim=cfg.head_dim, max_position_embeddings=cfg.max_positions, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        attn_implementation=cfg.attn_implementation,
     )
 
 
@@ -253,7 +257,8 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     vocab_size = cfg.vocab_size or character_vocab_size(texts, symbols)
     tokenizer = build_sentencepiece_tokenizer(texts, out_dir, vocab_size, user_symbols=symbols)
     maker = SequenceMaker(tokenizer, cfg)
-    unk_chars = sorted({ch for _, s in pairs for ch in s if maker.spell(ch)[0] == maker.unk})
+    chars = set().union(*(set(s) for _, s in pairs))
+    unk_chars = sorted(ch for ch in chars if maker.spell(ch)[0] == maker.unk)
     if unk_chars:
         raise ValueError(f"characters without a tokenizer piece: {''.join(unk_chars[:20])!r}")
 

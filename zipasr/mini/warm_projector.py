@@ -98,11 +98,11 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
         if not (encoder_dir / name).is_file():
             raise FileNotFoundError(f"{encoder_dir / name} not found: the warm start needs the CTC head of "
                                     "zipasr.mini.pretrain_encoder")
-    encoder = WhisperSpeechEncoder.from_pretrained(encoder_dir).eval()
+    encoder = WhisperSpeechEncoder.from_pretrained(encoder_dir, attn_implementation=model_cfg.attn_implementation).eval()
     vocab = CharVocab(json.loads((encoder_dir / "ctc_vocab.json").read_text(encoding="utf-8")))
     head = nn.Linear(encoder.output_dim, len(vocab))
     head.load_state_dict(load_file(str(encoder_dir / "ctc_head.safetensors")))
-    llm, tokenizer = load_llm(model_cfg.llm_dir)
+    llm, tokenizer = load_llm(model_cfg.llm_dir, attn_implementation=model_cfg.attn_implementation)
     table = llm.get_input_embeddings().weight.detach().float()  # (V_llm, d_llm)
     pieces = piece_table(vocab, tokenizer, cfg.blank)
     del llm

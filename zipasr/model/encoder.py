@@ -74,7 +74,7 @@ class WhisperSpeechEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, whisper_dir: str | Path, dtype: torch.dtype | None = None,
-                        **kwargs) -> "WhisperSpeechEncoder":
+                        attn_implementation: str | None = None, **kwargs) -> "WhisperSpeechEncoder":
         """Load the encoder of a local Whisper checkpoint (e.g. whisper-large-v3), no network.
 
         Loads the whole WhisperModel and keeps its encoder: `WhisperEncoder.from_pretrained` would not strip
@@ -83,7 +83,8 @@ class WhisperSpeechEncoder(nn.Module):
         from transformers import WhisperModel
 
         whisper_dir = check_checkpoint_dir(whisper_dir, "Whisper")
-        model = WhisperModel.from_pretrained(str(whisper_dir), dtype=dtype, local_files_only=True)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = WhisperModel.from_pretrained(str(whisper_dir), dtype=dtype, local_files_only=True, **extra)
         encoder = model.get_encoder()
         logger.info("Whisper encoder from %s: %d layers, d=%d, %d mel bins", whisper_dir,
                     len(encoder.layers), encoder.config.d_model, encoder.config.num_mel_bins)

@@ -41,6 +41,7 @@ IGNORE_INDEX = -100
 WHISPER_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REGIMES = ("chunked", "full")
+ATTN_IMPLEMENTATIONS = (None, "eager", "sdpa", "flash_attention_2")  # None: transformers' default
 
 # Files of a trainable-parts checkpoint directory (see SpeechLLM.save_trainable).
 PROJECTOR_FILE = "projector.safetensors"
@@ -95,6 +96,10 @@ class ModelConfig:
     decode_segment_seconds: float = 8.0
     dtype: str = "float32"  # float32 | bfloat16 | float16 (weights of encoder and LLM)
     gradient_checkpointing: bool = False
+    # transformers attention kernel of the encoder and the LLM: None (transformers' default, sdpa), "eager",
+    # "sdpa" or "flash_attention_2" (GPU). On CPU, eager trains the mini recipe's tiny models 13 % faster
+    # than sdpa (BENCHMARKS.md: its flash-attention backward dominates at d=256).
+    attn_implementation: str | None = None
     init_from: str | None = None  # a Stage-1 checkpoint dir, loaded before the encoder adapter is inserted
     encoder_adapter: EncoderAdapterConfig = field(default_factory=EncoderAdapterConfig)
     llm_lora: LLMLoRAConfig = field(default_factory=LLMLoRAConfig)
@@ -110,6 +115,9 @@ class ModelConfig:
             raise ValueError(f"model.projector_stride must be >= 1, got {self.projector_stride}")
         if self.encoder_adapter.lid_source not in LID_SOURCES:
             raise ValueError(f"encoder_adapter.lid_source must be one of {LID_SOURCES}")
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"model.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
+                             f"got {self.attn_implementation!r}")
         check_languages(self.languages)
 
 
@@ -198,8 +206,9 @@ class SpeechLLM(nn.Module):
         trainable parts (Stage-1 result), then the encoder adapter if `encoder_adapter.method` is set."""
         dtype = DTYPES[cfg.dtype]
         encoder = WhisperSpeechEncoder.from_pretrained(cfg.encoder_dir, dtype=dtype,
+                                                       attn_implementation=cfg.attn_implementation,
                                                        gradient_checkpointing=cfg.gradient_checkpointing)
-        llm, tokenizer = load_llm(cfg.llm_dir, dtype=dtype)
+        llm, tokenizer = load_llm(cfg.llm_dir, dtype=dtype, attn_implementation=cfg.attn_implementation)
         if cfg.gradient_checkpointing:
             # non-reentrant: the frozen LLM's inputs need no requires_grad for the LoRA gradients to flow
             llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
