@@ -9,6 +9,9 @@ Sub-commands (each prints its numbers side by side in one run):
               an epoch, and model-FLOPs utilisation (MFU) against an assumed peak of this CPU.
   decode      greedy decoding of 16 utterances as one batch vs one at a time (goal >= 4x), and the
               real-time factor (decode time / audio seconds).
+  attention   transformers' sdpa vs eager attention kernel on the mini recipe's four CPU workloads: the
+              encoder's CTC pretraining step, the LLM's text pretraining step, a Stage-2 step and batched
+              greedy decoding; interleaved rounds, median, ratio sdpa / eager (> 1: eager is faster).
   packing     share of real (non-pad) LLM tokens in a Stage-2 epoch, with pack_rows + BatchOrder exactly
               as the trainer batches (goal >= 95 %), on the mini recipe's length distribution or a
               Kaldi data dir.
@@ -24,6 +27,7 @@ conf/corpus.yaml. Speech features are random; their lengths follow the synthetic
     python benchmarks/bench_speech_llm.py step --threads 1 --clock cpu
     python benchmarks/bench_speech_llm.py throughput --threads 1
     python benchmarks/bench_speech_llm.py decode --threads 1
+    python benchmarks/bench_speech_llm.py attention --threads 2
     python benchmarks/bench_speech_llm.py packing [--data_dir DIR --tokenizer_dir DIR]
 """
 from __future__ import annotations
@@ -382,6 +386,108 @@ def cmd_decode(args, setup: Setup) -> None:
     print(f"goals:\n  batched >= {GOALS['decode_speedup']}x one at a time  {speedup:.2f}x  {verdict}")
 
 
+# --------------------------------------------------------------------------- attention kernels
+KERNELS = ("sdpa", "eager")
+
+
+def cmd_attention(args, setup: Setup) -> None:
+    from transformers import Qwen3ForCausalLM, WhisperModel
+
+    from zipasr.mini.pretrain_encoder import CTCModel, ctc_loss
+    from zipasr.mini.pretrain_llm import pad_batch
+    from zipasr.model.encoder import WhisperSpeechEncoder
+
+    enc_cfg, llm_cfg, _ = SIZES[setup.size]
+    # batch sizes of the recipe's pretraining configs
+    batch_frames = load_config(EncoderPretrainConfig, RECIPE / "conf" / "pretrain_encoder.yaml").batch_frames
+    batch_tokens = load_config(LLMPretrainConfig, RECIPE / "conf" / "pretrain_llm.yaml").batch_tokens
+    device = torch.device("cpu")
+    rng = np.random.default_rng(5)
+    order = rng.permutation(len(setup.utts)).tolist()
+
+    # encoder CTC pretraining: utterances up to batch_frames mel frames, random character targets
+    torch.manual_seed(0)
+    ctc = CTCModel(WhisperSpeechEncoder(WhisperModel(whisper_config(enc_cfg)).get_encoder()), 64).train()
+    ctc_opt = torch.optim.AdamW(ctc.parameters(), lr=1e-4)
+    picked, frames = [], 0
+    for i in order:
+        if frames + setup.utts[i].n_frames > batch_frames and picked:
+            break
+        picked.append(i)
+        frames += setup.utts[i].n_frames
+    enc_batch = setup.batch([picked], seed=6)
+    targets = [[int(t) for t in rng.integers(1, 64, size=max(1, len(setup.utts[i].text_ids)))] for i in picked]
+
+    def encoder_step() -> None:
+        ctc_opt.zero_grad(set_to_none=True)
+        with autocast_context(device, setup.bf16):
+            loss = ctc_loss(ctc, enc_batch.feats, enc_batch.feat_lens, targets)
+        loss.backward()
+        ctc_opt.step()
+
+    # LLM text pretraining: copy-shaped sequences (text EOS text EOS), padded, up to batch_tokens
+    torch.manual_seed(0)
+    llm = Qwen3ForCausalLM(qwen3_config(llm_cfg, setup.tokenizer)).train()
+    llm_opt = torch.optim.AdamW(llm.parameters(), lr=1e-4)
+    eos = setup.tokenizer.eos_token_id
+    seqs, longest = [], 0
+    for i in order:
+        ids = list(setup.utts[i].text_ids)
+        seq = ids + [eos] + ids + [eos]
+        longest = max(longest, len(seq))
+        if seqs and longest * (len(seqs) + 1) > batch_tokens:
+            break
+        seqs.append((seq, seq))
+    input_ids, mask, labels = pad_batch(seqs, setup.tokenizer.pad_token_id)
+
+    def llm_step() -> None:
+        llm_opt.zero_grad(set_to_none=True)
+        with autocast_context(device, setup.bf16):
+            loss = llm(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        llm_opt.step()
+
+    # Stage-2 step and batched greedy decoding of the Speech-LLM (the adapter of --method)
+    stepper = Stepper(setup.model(args.method), setup.bf16)
+    stage2_batch = setup.batch(setup.order.next())
+    decoder = setup.model(args.method).eval()
+    dec_batch = setup.batch([[i] for i in order[:16]], seed=7)
+    new = round(statistics.mean(len(u.text_ids) + 1 for u in setup.utts))
+
+    def decode() -> None:
+        with torch.no_grad(), autocast_context(device, setup.bf16):
+            decoder.generate(dec_batch.feats, dec_batch.feat_lens, dec_batch.lang_ids, max_new_tokens=new,
+                             min_new_tokens=new)
+
+    def use(kernel: str) -> None:
+        ctc.encoder.whisper.set_attn_implementation(kernel)
+        llm.set_attn_implementation(kernel)
+        stepper.model.set_attn_implementation(kernel)
+        decoder.set_attn_implementation(kernel)
+
+    workloads = {
+        f"encoder CTC step ({len(picked)} utts, {frames} frames)": encoder_step,
+        f"LLM text step ({len(seqs)} x {input_ids.shape[1]} tokens)": llm_step,
+        f"Stage-2 step ({args.method})": lambda: stepper(stage2_batch),
+        f"greedy decode (16 utts, {new} tokens)": decode,
+    }
+    times = {(w, k): [] for w in workloads for k in KERNELS}
+    for round_ in range(args.warmup + args.iters):
+        for name, fn in workloads.items():
+            for kernel in KERNELS:
+                use(kernel)
+                start = time.perf_counter()
+                fn()
+                if round_ >= args.warmup:
+                    times[name, kernel].append(time.perf_counter() - start)
+    print(f"attention kernels, {'bf16' if setup.bf16 else 'fp32'}, {torch.get_num_threads()} thread(s); median wall "
+          f"time of {args.iters} interleaved rounds after {args.warmup} warm-up")
+    print(f"{'':<46}{'sdpa s':>10}{'eager s':>10}{'sdpa/eager':>12}")
+    for name in workloads:
+        sdpa, eager = (statistics.median(times[name, k]) for k in KERNELS)
+        print(f"{name:<46}{sdpa:>10.3f}{eager:>10.3f}{sdpa / eager:>11.2f}x")
+
+
 # --------------------------------------------------------------------------- packing
 def padding_stats(order: BatchOrder, lengths: list[int], frames: list[int]) -> dict[str, float]:
     """Real vs padded tokens of epoch 0's batches: the model pads every row of a batch to the longest row
@@ -502,6 +608,10 @@ def parse_args(argv=None):
     sp.add_argument("--iters", type=int, default=3)
     sp.add_argument("--warmup", type=int, default=1)
     sp.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    sp = sub.add_parser("attention", help="sdpa vs eager attention on the pretraining, Stage-2 and decoding workloads")
+    common(sp)
+    sp.add_argument("--iters", type=int, default=5, help="timed rounds")
+    sp.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     sp = sub.add_parser("packing", help="real-token share of a Stage-2 epoch")
     common(sp, timed=False)
     sp.add_argument("--dist", choices=["mini", "longtail"], default="mini",
@@ -529,7 +639,8 @@ def main(argv=None) -> None:
             cmd_packing(args, work)
             return
         setup = Setup(args, args.scale, work)
-        {"step": cmd_step, "throughput": cmd_throughput, "decode": cmd_decode}[args.command](args, setup)
+        {"step": cmd_step, "throughput": cmd_throughput, "decode": cmd_decode,
+         "attention": cmd_attention}[args.command](args, setup)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,16 @@ def test_decode(bench, capsys):
     assert re.search(r"batched >= 4.0x one at a time\s+[\d.]+x\s+(met|NOT met)", out)
 
 
+def test_attention(bench, capsys):
+    out = run(bench, capsys, ["attention", "--size", "test", "--scale", "0.005", "--iters", "1", "--warmup", "0"])
+    rows = re.findall(r"^(encoder CTC step|LLM text step|Stage-2 step|greedy decode) .*?\s+([\d.]+)\s+([\d.]+)\s+"
+                      r"([\d.]+)x$", out, re.M)
+    assert [r[0] for r in rows] == ["encoder CTC step", "LLM text step", "Stage-2 step", "greedy decode"]
+    for _, sdpa, eager, ratio in rows:
+        assert float(sdpa) > 0 and float(eager) > 0
+        assert float(ratio) == pytest.approx(float(sdpa) / float(eager), rel=0.05, abs=0.02)
+
+
 def test_packing(bench, capsys):
     out = run(bench, capsys, ["packing", "--size", "test", "--scale", "0.02"])
     share = re.search(r"LLM real tokens / padded batch tokens\s+([\d.]+)%\s+([\d.]+)%", out)

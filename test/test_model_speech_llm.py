@@ -106,6 +106,10 @@ def test_attn_implementation_reaches_encoder_and_llm(config, model):
         torch.testing.assert_close(eager(batch).loss, model(batch).loss, atol=1e-4, rtol=1e-4)
     args = (batch.feats, batch.feat_lens, batch.lang_ids)
     assert eager.generate(*args, max_new_tokens=5) == model.generate(*args, max_new_tokens=5)
+    eager.set_attn_implementation("sdpa")
+    assert eager.encoder.whisper.config._attn_implementation == eager.llm.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="attention implementation"):
+        eager.set_attn_implementation("fast")
 
 
 def test_packed_mask_is_block_diagonal_causal():

@@ -87,8 +87,7 @@ def decode(args: argparse.Namespace) -> dict:
     device = torch_device(args)
     model, info = load_model(args.exp_dir, args.checkpoint, device)
     if args.attn_implementation:
-        model.encoder.whisper.set_attn_implementation(args.attn_implementation)
-        model.llm.set_attn_implementation(args.attn_implementation)
+        model.set_attn_implementation(args.attn_implementation)
     if args.lid_model is not None and info["lang"] is not None:
         raise ValueError(f"{args.exp_dir} is an export of language {info['lang']!r} only; language-agnostic "
                          "decoding (--lid_model) needs an experiment dir")

@@ -259,6 +259,13 @@ class SpeechLLM(nn.Module):
         return {id(p) for layer in adapter_layers(module).values()
                 for key, p in layer.named_parameters() if not key.startswith("base_layer.")}
 
+    def set_attn_implementation(self, name: str) -> None:
+        """Switch the attention kernel of the encoder and the LLM ("eager", "sdpa", ...; weights unchanged)."""
+        if name not in ATTN_IMPLEMENTATIONS or name is None:
+            raise ValueError(f"attention implementation must be one of {ATTN_IMPLEMENTATIONS[1:]}, got {name!r}")
+        self.encoder.whisper.set_attn_implementation(name)
+        self.llm.set_attn_implementation(name)
+
     def set_stage(self, stage: int) -> None:
         """requires_grad per stage. Stage 1: encoder + projector + LLM LoRA; Stage 2: encoder adapter +
         projector + LLM LoRA. Adapter parameters keep their own flags (FlyLoRA's A stays frozen)."""
