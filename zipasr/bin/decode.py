@@ -56,8 +56,8 @@ def get_parser() -> argparse.ArgumentParser:
                         "(ESPnet's maxlenratio; 0 = no bound but --max_new_tokens)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on CPUs with bf16, and on GPUs)")
     p.add_argument("--attn_implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None,
-                   help="attention kernel of the encoder and the LLM (default: the model's model.attn_implementation; "
-                        "the mini recipe trains with eager and decodes with sdpa, each the faster there)")
+                   help="attention kernel of the encoder and the LLM (default: the model's model.attn_implementation); "
+                        "e.g. a model trained with eager decodes faster with sdpa on CPU")
     p.add_argument("--lid_model", default=None,
                    help="language-agnostic decoding: predict each utterance's language with this LID classifier "
                         "dir (zipasr.bin.train_lid) or Whisper checkpoint dir, instead of reading utt2lang")

@@ -97,8 +97,8 @@ class ModelConfig:
     dtype: str = "float32"  # float32 | bfloat16 | float16 (weights of encoder and LLM)
     gradient_checkpointing: bool = False
     # transformers attention kernel of the encoder and the LLM: None (transformers' default, sdpa), "eager",
-    # "sdpa" or "flash_attention_2" (GPU). On CPU, eager trains the mini recipe's tiny models 13 % faster
-    # than sdpa (BENCHMARKS.md: its flash-attention backward dominates at d=256).
+    # "sdpa" or "flash_attention_2" (GPU). On CPU, eager trains tiny models faster and sdpa decodes faster
+    # (BENCHMARKS.md, attention kernels).
     attn_implementation: str | None = None
     init_from: str | None = None  # a Stage-1 checkpoint dir, loaded before the encoder adapter is inserted
     encoder_adapter: EncoderAdapterConfig = field(default_factory=EncoderAdapterConfig)
