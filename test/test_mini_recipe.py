@@ -116,6 +116,35 @@ def test_micro_run_is_fast_and_reruns_skip(micro_run):
     assert proc.stderr.count("is done, skipped") == 10
     other = subprocess.run(["./run.sh", "--quick", "true"], cwd=work, capture_output=True, text=True, timeout=60)
     assert other.returncode != 0 and "holds a 'micro' run" in other.stderr
+    # the projector of a directory's models is fixed too; an unknown one is an error
+    other = subprocess.run(MICRO + ["--projector", "ctc_compress"], cwd=work, capture_output=True, text=True, timeout=60)
+    assert other.returncode != 0 and "uses the 'gated_conv' projector" in other.stderr
+    other = subprocess.run(MICRO + ["--projector", "mlp"], cwd=work, capture_output=True, text=True, timeout=60)
+    assert other.returncode != 0 and "--projector must be gated_conv or ctc_compress" in other.stderr
+
+
+def test_ctc_compress_projector_runs_stages_6_to_10(micro_run, tmp_path):
+    """--projector ctc_compress (not the paper's) from the micro run's corpus and pretrained models on."""
+    first, _, _ = micro_run
+    work = recipe_copy(tmp_path)
+    for name in ("corpus", "data", "dump"):
+        (work / name).symlink_to(first / name)
+    exp = work / "exp"
+    (exp / "pretrained").mkdir(parents=True)
+    for name in ("pretrained/qwen3_tiny", "pretrained/whisper_tiny", "lid"):
+        (exp / name).symlink_to(first / "exp" / name)
+    for stage in range(1, 6):
+        (exp / f".stage{stage}.done").touch()
+    (exp / ".size").write_text("micro\n")
+    proc = subprocess.run(MICRO + ["--projector", "ctc_compress", "--stage", "6"], cwd=work,
+                          env=dict(os.environ, PYTHONHASHSEED="0"), capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    meta = json.loads((exp / "pretrained/projector_warm/speech_llm.json").read_text())
+    assert meta["projector"] == "CTCCompressProjector"
+    for run in ("stage1", "stage2_vanilla"):
+        assert yaml.safe_load((exp / "full" / run / "config.yaml").read_text())["model"]["projector"] == "ctc_compress"
+    assert "NOT the paper's projector" in (work / "RESULTS.md").read_text()
+    assert (exp / "full/RESULTS.md").is_file() and (exp / "figures/radar_full.png").is_file()
 
 
 def outputs(work: Path) -> dict[str, str]:

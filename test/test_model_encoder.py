@@ -1,10 +1,11 @@
-"""WhisperSpeechEncoder and GatedConvProjector: variable length, padding, segments, rates."""
+"""WhisperSpeechEncoder, GatedConvProjector and CTCCompressProjector: variable length, padding, segments, rates."""
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import WhisperModel
 
 from zipasr.model.encoder import WhisperSpeechEncoder, merge_segments, split_segments
-from zipasr.model.projector import PROJECTORS, GatedConvProjector, build_projector
+from zipasr.model.projector import CTC_HEAD_FILE, PROJECTORS, CTCCompressProjector, GatedConvProjector, build_projector
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,95 @@ def test_projector_rate_padding_and_registry(encoder):
             assert torch.all(out[b, out_lens[b]:] == 0)
     with pytest.raises(ValueError, match="gated_conv"):
         build_projector("mlp", 32, 24)
+
+
+
+def _ctc_projector(tmp_path, d_enc=6, vocab=4):
+    """A ctc_compress projector whose CTC head reads the label off the first `vocab` hidden dims."""
+    weight = torch.zeros(vocab, d_enc)
+    weight[:, :vocab] = torch.eye(vocab)
+    save_file({"weight": weight, "bias": torch.zeros(vocab)}, str(tmp_path / CTC_HEAD_FILE))
+    torch.manual_seed(0)
+    projector = build_projector("ctc_compress", d_enc, 5, hidden=8, encoder_dir=tmp_path)
+    with torch.no_grad():
+        projector.end.normal_()
+    return projector
+
+
+def _frames(labels, d_enc=6, seed=0):
+    """Hidden frames whose CTC argmax is `labels` (B, S), with random values elsewhere; lens = S."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*labels.shape, d_enc, generator=g) * 0.1
+    x[..., :4] = 0
+    x.scatter_(-1, labels[..., None], 1.0)
+    return x
+
+
+def test_ctc_compress_averages_each_predicted_character(tmp_path):
+    projector = _ctc_projector(tmp_path)
+    assert isinstance(projector, CTCCompressProjector) and "ctc_compress" in PROJECTORS
+    # the head is fixed: a buffer, saved with the projector, not a parameter
+    assert {"head_weight", "head_bias", "label_embed"} <= set(projector.state_dict())
+    assert not any("head" in name for name, _ in projector.named_parameters())
+    with torch.no_grad():
+        projector.begin.normal_()
+    # blank, a, a, blank, a, b, b, blank | padding: three segments (a repeated character is split by a blank)
+    labels = torch.tensor([[0, 1, 1, 0, 1, 2, 2, 0, 3, 3], [2, 2, 0, 3, 0, 0, 0, 0, 0, 0]])
+    x, lens = _frames(labels), torch.tensor([8, 4])
+    with torch.no_grad():
+        out, out_lens = projector(x, lens)
+        assert out_lens.tolist() == [5, 4]  # begin + characters + end; the padding's 3s are not read
+        assert out.shape == (2, 5, 5)
+        segments = [x[0, 1:3].mean(0), x[0, 4], x[0, 5:7].mean(0)]
+        torch.testing.assert_close(out[0, 0], projector.begin)
+        torch.testing.assert_close(out[0, 1:4], projector.mlp(torch.stack(segments)))
+        torch.testing.assert_close(out[0, 4], projector.end)
+        torch.testing.assert_close(out[1, 0], projector.begin)
+        torch.testing.assert_close(out[1, 1:3], projector.mlp(torch.stack([x[1, 0:2].mean(0), x[1, 3]])))
+        torch.testing.assert_close(out[1, 3], projector.end)
+        assert torch.all(out[1, 4:] == 0)
+        # an utterance alone gives what it gives in the batch
+        alone, _ = projector(x[1:, :4], lens[1:])
+        torch.testing.assert_close(alone[0], out[1, :4])
+        B, E = CTCCompressProjector.BEGIN, CTCCompressProjector.END
+        assert projector.output_labels(x, lens)[0].tolist() == [[B, 1, 1, 2, E], [B, 2, 3, E, E]]
+        # nothing but blanks: one vector, the mean of the valid frames
+        silent = _frames(torch.zeros(1, 5, dtype=torch.long))
+        out, out_lens = projector(silent, torch.tensor([3]))
+        assert out_lens.tolist() == [3]
+        torch.testing.assert_close(out[0, 1], projector.mlp(silent[0, :3].mean(0)))
+        # the cut is made in fp32 under autocast too (training and decoding cut alike)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert projector(x, lens)[1].tolist() == [5, 4]
+        # with the LLM's embedding of each label, the output starts as exactly those embeddings
+        table, begin, end = torch.randn(4, 5), torch.randn(5), torch.randn(5)
+        projector.set_label_embeddings(table, begin, end)
+        out, _ = projector(x, lens)
+        torch.testing.assert_close(out[0], torch.cat([begin[None], table[[1, 1, 2]], end[None]]))
+        torch.testing.assert_close(out[1, :4], torch.cat([begin[None], table[[2, 3]], end[None]]))
+        with pytest.raises(ValueError, match="expected"):
+            projector.set_label_embeddings(torch.zeros(3, 5))
+    # gradients reach the encoder frames of the kept segments and the begin/end vectors
+    x.requires_grad_(True)
+    out, _ = projector(x, lens)
+    out.sum().backward()
+    assert x.grad[0, 1].abs().sum() == 0  # the MLP's last layer is zero after set_label_embeddings ...
+    torch.nn.init.normal_(projector.mlp[-1].weight)  # ... and it trains away from zero
+    out, _ = projector(x, lens)
+    x.grad = None
+    out.sum().backward()
+    assert x.grad[0, 1].abs().sum() > 0 and x.grad[0, 0].abs().sum() == 0
+    assert projector.begin.grad is not None and projector.end.grad is not None
+
+
+def test_ctc_compress_needs_the_encoders_ctc_head(tmp_path):
+    with pytest.raises(FileNotFoundError, match="CTC head"):
+        build_projector("ctc_compress", 6, 5, encoder_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="CTC head"):
+        build_projector("ctc_compress", 6, 5)
+    _ctc_projector(tmp_path, d_enc=6)
+    with pytest.raises(ValueError, match="width 6"):
+        build_projector("ctc_compress", 8, 5, encoder_dir=tmp_path)
 
 
 def test_loads_encoder_of_a_conditional_generation_checkpoint(tiny_whisper_dir, tmp_path):

@@ -341,3 +341,46 @@ def test_llm_dir_without_tokenizer(tiny_llm_dir, tmp_path):
         shutil.copy(tiny_llm_dir / name, tmp_path / name)
     with pytest.raises(FileNotFoundError, match="no tokenizer"):
         load_llm(tmp_path)
+
+
+def test_ctc_compress_projector_trains_decodes_and_checkpoints(config, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from zipasr.model.projector import CTC_HEAD_FILE, CTCCompressProjector
+
+    # the tiny Whisper plus a character CTC head (as zipasr.bin.pretrain_encoder writes it)
+    encoder_dir = tmp_path / "whisper_ctc"
+    shutil.copytree(config.encoder_dir, encoder_dir)
+    torch.manual_seed(1)
+    head = torch.nn.Linear(32, 6)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(encoder_dir / CTC_HEAD_FILE))
+    config.encoder_dir, config.projector = str(encoder_dir), "ctc_compress"
+    torch.manual_seed(0)
+    model = SpeechLLM.from_config(config)
+    assert isinstance(model.projector, CTCCompressProjector)
+    torch.testing.assert_close(model.projector.head_weight, head.weight.detach())
+    batch = _batch(model)
+    speech, lens = model.encode(batch.feats, batch.feat_lens, batch.lang_ids)
+    assert lens.max() == speech.shape[1] and bool((lens >= 3).all())  # begin, >= 1 character, end
+    model.set_stage(1)
+    model.train()
+    out = model(batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.projector.mlp[0].weight.grad is not None
+    model.eval()
+    hyps = model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=4)
+    assert len(hyps) == 4
+    # the checkpoint holds the head with the projector; another model loads it
+    with torch.no_grad():
+        model.projector.end.add_(1.0)
+    model.save_trainable(tmp_path / "stage1")
+    again = SpeechLLM.from_config(config)
+    again.load_trainable(tmp_path / "stage1")
+    for key, value in model.projector.state_dict().items():
+        assert torch.equal(again.projector.state_dict()[key], value), key
+    # a real Whisper checkpoint has no CTC head: a clear error
+    (encoder_dir / CTC_HEAD_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="CTC head"):
+        SpeechLLM.from_config(config)

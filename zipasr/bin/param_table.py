@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     llm_total, llm_lora, d_llm = llm_side_counts(cfg)
     projector = count_trainable(build_projector(cfg.projector, encoder.config.d_model, d_llm,
-                                                cfg.projector_hidden, cfg.projector_stride))
+                                                cfg.projector_hidden, cfg.projector_stride,
+                                                encoder_dir=cfg.encoder_dir))
     encoder_total = sum(p.numel() for p in encoder.parameters())
     print(f"encoder {cfg.encoder_dir}: {encoder_total:,} parameters; LLM {cfg.llm_dir}: {llm_total:,} parameters")
     print(f"languages: {' '.join(cfg.languages)}; encoder adapter rank {adapter.rank}, alpha {adapter.alpha}, "

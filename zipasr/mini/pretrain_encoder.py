@@ -32,6 +32,7 @@ from zipasr.config import save_config
 from zipasr.data.datadir import DataDir
 from zipasr.data.features import load_features
 from zipasr.model.encoder import WhisperSpeechEncoder
+from zipasr.model.projector import CTC_HEAD_FILE
 from zipasr.train.schedule import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ def pretrain_encoder(cfg: EncoderPretrainConfig, train_dirs: list[str | Path], d
     WhisperFeatureExtractor(feature_size=cfg.n_mels).save_pretrained(out_dir)
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out_dir / "ctc_head.safetensors")
+    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out_dir / CTC_HEAD_FILE)
     (out_dir / "ctc_vocab.json").write_text(json.dumps(vocab.chars, ensure_ascii=False))
     (out_dir / "train_log.tsv").write_text("\n".join(log_rows) + "\n")
     (out_dir / "dev_cer.json").write_text(json.dumps(cer, indent=1))

@@ -13,6 +13,11 @@ and LLM frozen) regresses its output frames onto the LLM input embedding of that
     loss = mean squared error over the valid windows, (B, S', d_llm)
            (+ ce_weight * cross-entropy of the dot products with E_llm against the target piece)
 
+With the `ctc_compress` projector (not the paper's) the outputs are a begin vector, one vector per CTC
+segment and an end vector: target = E_llm[piece(segment label)], E_llm["▁"] for the begin and
+E_llm[separator] for the end vector, i.e. the `▁ characters <sep>` source of the LLM's token-copy pretraining; with `label_embeddings` (default) the
+projector starts from exactly those embeddings (the MLP adds a residual, trained here).
+
 The result is a SpeechLLM checkpoint dir holding the projector only (speech_llm.json, parts
 ["projector"]), which Stage 1 loads with `model.init_from`. Stage 1 then trains as in the paper.
 This is a mini-recipe aid, not part of the paper (its Whisper and Qwen3 need none). The mini recipe
@@ -36,7 +41,7 @@ from torch import nn
 from zipasr.mini.pretrain_encoder import CharVocab, collect_utts, load_batch, make_batches
 from zipasr.model.encoder import WhisperSpeechEncoder, lengths_to_mask
 from zipasr.model.llm import load_llm
-from zipasr.model.projector import build_projector
+from zipasr.model.projector import CTCCompressProjector, build_projector
 from zipasr.model.speech_llm import META_FILE, PROJECTOR_FILE, ModelConfig
 from zipasr.train.schedule import build_scheduler
 
@@ -50,6 +55,12 @@ class WarmProjectorConfig:
     lr: float = 2e-3
     warmup_ratio: float = 0.05
     blank: str = "<blank>"  # the LLM's no-character piece (LLMPretrainConfig.blank)
+    separator: str = "<sep>"  # the piece that ends a copy source (LLMPretrainConfig.separator; ctc_compress)
+    word_boundary: str = "▁"  # the piece a sentencepiece text starts with (ctc_compress's begin vector)
+    # ctc_compress: start from the LLM's exact embedding of each CTC label's character (and of the word
+    # boundary and the separator for the begin and end vectors), the MLP adding a residual
+    # (CTCCompressProjector.set_label_embeddings)
+    label_embeddings: bool = True
     # weight of a cross-entropy term on the dot products with the LLM embeddings (the tied LM head's
     # scores): it trains the nearest-piece choice itself (0: MSE alone; measured on the mini recipe: 63 %
     # of the windows nearest to their piece with MSE alone, 96 % with this term, and a lower Stage-1 loss)
@@ -107,14 +118,23 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
     pieces = piece_table(vocab, tokenizer, cfg.blank)
     del llm
     projector = build_projector(model_cfg.projector, encoder.output_dim, table.shape[1],
-                                model_cfg.projector_hidden, model_cfg.projector_stride)
+                                model_cfg.projector_hidden, model_cfg.projector_stride, encoder_dir=encoder_dir)
     stride = model_cfg.projector_stride
+    compress = isinstance(projector, CTCCompressProjector)
+    if compress:
+        sep_id, begin_id = (tokenizer.convert_tokens_to_ids(p) for p in (cfg.separator, cfg.word_boundary))
+        for piece, piece_id in ((cfg.separator, sep_id), (cfg.word_boundary, begin_id)):
+            if piece_id == tokenizer.unk_token_id:
+                raise ValueError(f"the LLM has no {piece!r} piece (LLMPretrainConfig.separator, the tokenizer)")
+        if cfg.label_embeddings:
+            projector.set_label_embeddings(table[pieces], table[begin_id], table[sep_id])
 
     utts = collect_utts(train_dirs)
     rng = np.random.default_rng(cfg.seed)
     optimizer = torch.optim.AdamW(projector.parameters(), lr=cfg.lr, weight_decay=0.0)
     scheduler = build_scheduler(optimizer, cfg.steps, cfg.warmup_ratio)
-    logger.info("projector warm start: %d utterances, stride %d, %d steps", len(utts), stride, cfg.steps)
+    logger.info("projector warm start: %d utterances, %s, %d steps", len(utts),
+                "one output per CTC segment" if compress else f"stride {stride}", cfg.steps)
     batches: list = []
     loss_sum = hit_sum = count = 0.0
     start, result = time.time(), {}
@@ -125,7 +145,12 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             hidden, hid_lens = encoder(feats, lens)  # (B, S, d_enc) at 50 Hz
             labels = head(hidden).argmax(-1)  # (B, S)
-        target_ids = pieces[window_labels(labels, stride)]  # (B, S')
+        if compress:  # one target per CTC segment; the word boundary and the separator around them
+            seg_labels, _ = projector.output_labels(hidden.float(), hid_lens)  # (B, N+2)
+            target_ids = torch.where(seg_labels == projector.BEGIN, begin_id,
+                                     torch.where(seg_labels == projector.END, sep_id, pieces[seg_labels.clamp(min=0)]))
+        else:
+            target_ids = pieces[window_labels(labels, stride)]  # (B, S')
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             out, out_lens = projector(hidden.float(), hid_lens)  # (B, S', d_llm)
         mask = lengths_to_mask(out_lens, out.shape[1])  # (B, S')

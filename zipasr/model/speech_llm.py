@@ -86,10 +86,13 @@ class ModelConfig:
     encoder_dir: str = ""  # local Whisper checkpoint (e.g. whisper-large-v3)
     llm_dir: str = ""  # local causal-LM checkpoint with its tokenizer (e.g. Qwen3-1.7B)
     languages: list[str] = field(default_factory=list)  # ISO 639-1; lang_ids index this list
+    # gated_conv: the paper's; ctc_compress: one input per character predicted by the encoder's CTC head
+    # (not the paper's; needs encoder_dir/ctc_head.safetensors, i.e. the mini recipe's encoder)
     projector: str = "gated_conv"
     projector_hidden: int | None = None  # None: the LLM width
     # Frames of the encoder (50 Hz) per LLM input: 4 is the paper's 12.5 Hz. The mini recipe's LLM is
     # character-level (~17 characters/s), so it uses 2 (25 Hz) to keep more inputs than output tokens.
+    # ctc_compress has no stride (its rate is the audio's characters'): packing assumes this one.
     projector_stride: int = 4
     regime: str = "chunked"  # chunked: segment-wise encoder; full: whole utterance
     train_segment_seconds: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
@@ -213,7 +216,7 @@ class SpeechLLM(nn.Module):
             # non-reentrant: the frozen LLM's inputs need no requires_grad for the LoRA gradients to flow
             llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         projector = build_projector(cfg.projector, encoder.output_dim, llm.get_input_embeddings().embedding_dim,
-                                    cfg.projector_hidden, cfg.projector_stride)
+                                    cfg.projector_hidden, cfg.projector_stride, encoder_dir=cfg.encoder_dir)
         model = cls(encoder, projector, llm, tokenizer, cfg.languages, regime=cfg.regime,
                     train_segment_frames=[seconds_to_frames(s) for s in cfg.train_segment_seconds],
                     decode_segment_frames=seconds_to_frames(cfg.decode_segment_seconds))
@@ -355,7 +358,8 @@ class SpeechLLM(nn.Module):
 
     def encode(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor,
                segment_frames: int | None = None) -> tuple[Tensor, Tensor]:
-        """feats (N, n_mels, T), feat_lens (N,), lang_ids (N,) -> speech embeddings (N, ceil(T/8), d_llm), lens (N,)."""
+        """feats (N, n_mels, T), feat_lens (N,), lang_ids (N,) -> speech embeddings (N, S', d_llm), lens (N,);
+        S' = ceil(T/8) with the paper's projector (stride 4)."""
         with self.lang_state.bound(lang_ids):
             hidden, lens = self.encoder(feats, feat_lens, self.segment_frames(segment_frames))
         return self.projector(hidden, lens)

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from zipasr.adapters import adapter_layers, merge_adapters
+from zipasr.model.projector import CTC_HEAD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def export_model(exp_dir: str | Path, lang: str, out_dir: str | Path, checkpoint
     whisper = WhisperModel.from_pretrained(cfg.model.encoder_dir, local_files_only=True)
     whisper.get_encoder().load_state_dict(model.encoder.whisper.state_dict())
     whisper.save_pretrained(tmp / "encoder")
-    for extra in ("preprocessor_config.json", "generation_config.json"):
+    for extra in ("preprocessor_config.json", "generation_config.json", CTC_HEAD_FILE):
         if (Path(cfg.model.encoder_dir) / extra).is_file():
             shutil.copy(Path(cfg.model.encoder_dir) / extra, tmp / "encoder" / extra)
     model.llm.save_pretrained(tmp / "llm")
@@ -160,7 +161,7 @@ def load_export(out_dir: str | Path):
     encoder = WhisperSpeechEncoder.from_pretrained(out_dir / "encoder")
     llm, tokenizer = load_llm(out_dir / "llm")
     projector = build_projector(meta["projector"], encoder.output_dim, llm.get_input_embeddings().embedding_dim,
-                                meta["projector_hidden"], meta.get("projector_stride", 4))
+                                meta["projector_hidden"], meta.get("projector_stride", 4), encoder_dir=out_dir / "encoder")
     state = load_file(str(out_dir / "projector.safetensors"))
     projector.load_state_dict(state)
     model = SpeechLLM(encoder, projector, llm, tokenizer, meta["languages"], regime=meta["regime"],

@@ -20,7 +20,7 @@
 # Each encoder regime in ${regimes} has its own exp/<regime>/ (Stage 1 and Stage 2 trained in it).
 #
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N]
-#                 [--seeds "1 2"]
+#                 [--seeds "1 2"] [--projector gated_conv|ctc_compress]
 set -euo pipefail
 
 stage=1
@@ -31,8 +31,10 @@ micro=false   # CI's configuration: a few utterances and steps (< 5 min)
 nj=2          # processes of the synthesis and the feature dump
 threads=2     # torch threads of training and decoding (1 on a machine shared with other jobs)
 seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~11 min at the default size)
+projector=gated_conv  # the paper's; ctc_compress (NOT the paper's): one LLM input per character the encoder's
+                      # CTC head predicts (README.md, "CTC compression"), for Stage 1, Stage 2 and the warm start
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N] [--seeds \"1 2\"]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N] [--seeds \"1 2\"] [--projector gated_conv|ctc_compress]"
 
 . ./path.sh
 . ./cmd.sh
@@ -54,6 +56,13 @@ if [ -f exp/.size ] && [ "$(cat exp/.size)" != "${size}" ]; then
   exit 1
 fi
 echo "${size}" > exp/.size
+case ${projector} in gated_conv|ctc_compress) ;; *) log "ERROR: --projector must be gated_conv or ctc_compress, got '${projector}'"; exit 1 ;; esac
+if [ -f exp/.projector ] && [ "$(cat exp/.projector)" != "${projector}" ]; then
+  log "ERROR: this directory's models use the '$(cat exp/.projector)' projector; rerun with --projector $(cat exp/.projector), or remove exp/ from stage 6 on"
+  exit 1
+fi
+echo "${projector}" > exp/.projector
+train_opts="model.projector=${projector} ${train_opts}"
 # the sibling methods start from the Independent-LoRA experts
 if [ -n "${sibling_methods}" ] && [[ " ${methods} " != *" independent "* ]]; then
   log "ERROR: conf/size_${size}.sh: sibling_methods='${sibling_methods}' need 'independent' in methods='${methods}'"
@@ -143,7 +152,7 @@ if todo 6; then
   warm=exp/pretrained/projector_warm
   if [ ! -f "${warm}/speech_llm.json" ]; then
     run python -m zipasr.bin.warm_projector --stage1_config conf/train_stage1.yaml ${warm_opts} \
-      --set threads=${threads} --train_data dump/train_source --out_dir "${warm}"
+      --stage1_set model.projector=${projector} --set threads=${threads} --train_data dump/train_source --out_dir "${warm}"
   fi
   for regime in ${regimes}; do
     run ./asr.sh --stage 3 --stop_stage 3 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${all_langs}" \

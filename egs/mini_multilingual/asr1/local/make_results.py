@@ -152,7 +152,8 @@ def main(argv=None):
     copy = exp / "pretrained/qwen3_tiny/copy_accuracy.json"
     if copy.is_file():
         acc = json.loads(copy.read_text())
-        sources = {"copy": "token", "char_copy": "spelled-character", "frame_copy": "frame-sequence"}
+        sources = {"copy": "token", "char_copy": "spelled-character", "noisy_copy": "noisy (corrupted) token",
+                   "frame_copy": "frame-sequence"}
         out.append("- tiny Qwen3 (`exp/pretrained/qwen3_tiny`), copying held-out sentences (exact / teacher-forced "
                    "token accuracy): " + ", ".join(
                        f"{100 * acc[k]:.0f} % / {100 * acc[k + '_tokens']:.0f} % from {name} sources"
@@ -161,7 +162,10 @@ def main(argv=None):
     if warm.is_file():
         info = json.loads(warm.read_text()).get("warm_start", {})
         if info:
-            out.append(f"- projector warm start (`exp/pretrained/projector_warm`): final loss {info['loss']:.3f}; "
+            kind = json.loads(warm.read_text()).get("projector", "")
+            what = ("CTCCompressProjector: CTC compression, NOT the paper's projector" if kind == "CTCCompressProjector"
+                    else f"{kind}, the paper's gated conv projector" if kind == "GatedConvProjector" else kind)
+            out.append(f"- projector warm start (`exp/pretrained/projector_warm`, {what}): final loss {info['loss']:.3f}; "
                        f"{100 * info['nearest_piece_accuracy']:.0f} % of the output frames nearest to their target piece.")
     ctc = exp / "pretrained/whisper_tiny/dev_cer.json"
     if ctc.is_file():
