@@ -219,6 +219,12 @@ def test_stage_flags(model, config):
     llm_trainable = [n for n, p in model.llm.named_parameters() if p.requires_grad]
     assert llm_trainable and all("lora" in n for n in llm_trainable)
     assert not any("base_layer" in n for n in llm_trainable)
+    # Stage 1 with a frozen encoder (not the paper's): projector and LLM LoRA only, nothing of the
+    # encoder is saved with the checkpoint
+    model.set_stage(1, train_encoder=False)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert model.trainable_parameter_count()["encoder"] == 0 and model.trainable_parameter_count()["projector"] > 0
+    model.set_stage(1)
     with pytest.raises(RuntimeError, match="insert it first"):
         model.set_stage(2)
     model.insert_encoder_adapters(EncoderAdapterConfig(method="flylora", rank=8, method_kwargs={"k": 2}))

@@ -239,3 +239,18 @@ def test_non_finite_losses_are_skipped_counted_and_stop_training(tmp_path, tiny_
     cfg["train"]["max_bad_steps"] = 1
     with pytest.raises(AssertionError, match="non-finite losses in a row"):
         run_training(write_config(cfg, tmp_path / "stop.yaml"), tmp_path / "exp_stop")
+
+
+def test_stage1_with_a_frozen_encoder(runs, tmp_path):
+    """train.stage1_train_encoder=false (not the paper's): Stage 1 trains projector + LLM LoRA only, and its
+    checkpoint holds no encoder weights (a Stage 2 from it uses the pretrained encoder, as trained)."""
+    from zipasr.train.trainer import build_model
+
+    cfg = dict(runs["stage1_config"])
+    cfg["train"] = dict(cfg["train"], stage1_train_encoder=False, max_steps=2, save_every=2)
+    model = build_model(load_experiment_config(write_config(cfg, tmp_path / "frozen.yaml"), []))
+    assert model.trainable_parameter_count()["encoder"] == 0
+    exp = tmp_path / "exp"
+    run_training(tmp_path / "frozen.yaml", exp)
+    meta = yaml.safe_load((exp / "final" / "speech_llm.json").read_text())
+    assert "encoder" not in meta["parts"] and "projector" in meta["parts"]

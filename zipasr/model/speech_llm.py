@@ -269,9 +269,10 @@ class SpeechLLM(nn.Module):
         self.encoder.whisper.set_attn_implementation(name)
         self.llm.set_attn_implementation(name)
 
-    def set_stage(self, stage: int) -> None:
+    def set_stage(self, stage: int, train_encoder: bool = True) -> None:
         """requires_grad per stage. Stage 1: encoder + projector + LLM LoRA; Stage 2: encoder adapter +
-        projector + LLM LoRA. Adapter parameters keep their own flags (FlyLoRA's A stays frozen)."""
+        projector + LLM LoRA. Adapter parameters keep their own flags (FlyLoRA's A stays frozen).
+        train_encoder=False: Stage 1 leaves the encoder frozen (not the paper's)."""
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         enc_adapter, llm_adapter = self._adapter_param_ids(self.encoder), self._adapter_param_ids(self.llm)
@@ -284,7 +285,7 @@ class SpeechLLM(nn.Module):
         for name, p in self.encoder.named_parameters():
             if id(p) not in enc_adapter:
                 # Whisper's positional table is fixed (HF freezes it too)
-                p.requires_grad_(stage == 1 and "embed_positions" not in name)
+                p.requires_grad_(stage == 1 and train_encoder and "embed_positions" not in name)
         for p in self.llm.parameters():
             if id(p) not in llm_adapter:
                 p.requires_grad_(False)

@@ -45,6 +45,9 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     stage: int = 1  # 1: encoder + projector + LLM LoRA; 2: encoder adapter + projector + LLM LoRA
+    # false: Stage 1 keeps the encoder frozen (not the paper's; e.g. for the ctc_compress projector, whose
+    # cut is made by the encoder's fixed CTC head and drifts when the encoder trains)
+    stage1_train_encoder: bool = True
     max_steps: int = 0  # optimizer steps; 0: `epochs` passes over the packed data
     epochs: int = 1
     bf16: bool = True  # bf16 autocast where the hardware has it (fp32 master weights)
