@@ -76,10 +76,6 @@ class LLMPretrainConfig:
     separator: str = "<sep>"  # piece between the source and its copy ("" = none, the Speech-LLM's layout)
     char_copy_ratio: float = 0.5  # share of copy sequences whose source is spelled by characters
     frame_copy_ratio: float = 0.0  # share of copy sequences whose source is a frame sequence (frame_spell)
-    # share of copy sequences whose token source is corrupted (`SequenceMaker.corrupt`): the copy then
-    # reads a noisy transcript, as a CTC encoder's, and writes the clean text
-    noisy_copy_ratio: float = 0.0
-    copy_noise: float = 0.15  # per source piece: a substitution, deletion or insertion with this probability
     blank: str = "<blank>"  # the frame sequences' no-character piece (added to the tokenizer if used)
     # Frame sequences mimic the CTC head's output at 25 Hz (stride-2 projector; measured on the default
     # corpus: 1.63 frames per character, 44 % blank frames, 8 % of the characters merged away).
@@ -166,47 +162,25 @@ class SequenceMaker:
                 out.append(self.blank)
         return out + [self.blank] * int(rng.integers(1, cfg.frame_edge + 1))
 
-    def corrupt(self, ids: list[int], rng: np.random.Generator) -> list[int]:
-        """The pieces with errors like a CTC transcript's: after the first piece, each piece is with
-        probability copy_noise substituted, deleted or followed by an inserted piece (one of the three,
-        equally likely); substitutes and insertions are pieces of the same text (its script)."""
-        out = ids[:1]
-        for piece in ids[1:]:
-            if rng.random() >= self.cfg.copy_noise:
-                out.append(piece)
-                continue
-            error = rng.integers(3)
-            if error == 0:  # substitution
-                out.append(ids[int(rng.integers(len(ids)))])
-            elif error == 2:  # insertion
-                out += [piece, ids[int(rng.integers(len(ids)))]]
-        return out
-
     def context(self, lang: str, text: str, source: str, rng: np.random.Generator | None = None) -> list[int]:
         """prompt(l) ⊕ source ⊕ separator: what precedes the copy. source: "token" (the text's pieces),
-        "char" (spelled), "noisy" (the pieces, corrupted with `rng`) or "frame" (frame_spell, drawn with
-        `rng`; no separator)."""
+        "char" (spelled) or "frame" (frame_spell, drawn with `rng`; no separator)."""
         if source == "frame":
             return self.prompt(lang) + self.frame_spell(text, rng or np.random.default_rng(0))
-        if source == "noisy":
-            return self.prompt(lang) + self.corrupt(self.encode(text), rng or np.random.default_rng(0)) + self.sep
         return self.prompt(lang) + (self.spell(text) if source == "char" else self.encode(text)) + self.sep
 
     def make(self, lang: str, text: str, rng: np.random.Generator, copy_ratio: float | None = None,
-             plain: bool = False) -> tuple[list[int], list[int], str]:
-        """(input ids, labels, kind) of one sequence; kind is "lm", "copy", "char_copy", "noisy_copy" or
-        "frame_copy". copy_ratio: overrides the config's; plain: no frame or noisy sources."""
+             frame_copy_ratio: float | None = None) -> tuple[list[int], list[int], str]:
+        """(input ids, labels, kind) of one sequence; kind is "lm", "copy", "char_copy" or "frame_copy".
+        copy_ratio, frame_copy_ratio: override the config's."""
         ids = self.encode(text)
         if rng.random() >= (self.cfg.copy_ratio if copy_ratio is None else copy_ratio):
             return ids + [self.eos], ids + [self.eos], "lm"
         u = rng.random()
-        frame = 0.0 if plain else self.cfg.frame_copy_ratio
-        noisy = 0.0 if plain else self.cfg.noisy_copy_ratio
-        char = self.cfg.char_copy_ratio
-        source = ("frame" if u < frame else "char" if u < frame + char else
-                  "noisy" if u < frame + char + noisy else "token")
+        frame = self.cfg.frame_copy_ratio if frame_copy_ratio is None else frame_copy_ratio
+        source = "frame" if u < frame else "char" if u < frame + self.cfg.char_copy_ratio else "token"
         context = self.context(lang, text, source, rng)
-        kind = {"token": "copy", "char": "char_copy", "noisy": "noisy_copy", "frame": "frame_copy"}[source]
+        kind = {"token": "copy", "char": "char_copy", "frame": "frame_copy"}[source]
         return context + ids + [self.eos], [IGNORE] * len(context) + ids + [self.eos], kind
 
 
@@ -278,8 +252,8 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     pairs = [p for p in pairs if p not in held]
     prompts = [get_language(lang).prompt for lang in langs]
     texts = [s for _, s in pairs] + prompts
-    if cfg.frame_copy_ratio + cfg.char_copy_ratio + cfg.noisy_copy_ratio > 1:
-        raise ValueError("frame_copy_ratio + char_copy_ratio + noisy_copy_ratio must be at most 1")
+    if cfg.frame_copy_ratio + cfg.char_copy_ratio > 1:
+        raise ValueError("frame_copy_ratio + char_copy_ratio must be at most 1")
     symbols = ([cfg.separator] if cfg.separator else []) + ([cfg.blank] if cfg.frame_copy_ratio > 0 else [])
     vocab_size = cfg.vocab_size or character_vocab_size(texts, symbols)
     tokenizer = build_sentencepiece_tokenizer(texts, out_dir, vocab_size, user_symbols=symbols)
@@ -298,7 +272,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = build_scheduler(optimizer, cfg.steps, cfg.warmup_ratio)
 
-    kinds = ["lm", "copy", "char_copy", "noisy_copy", "frame_copy"]
+    kinds = ["lm", "copy", "char_copy", "frame_copy"]
     log_rows = ["step\t" + "\t".join(f"loss_{k}" for k in kinds) + "\tlr\telapsed_s"]
     sums = {k: [0.0, 0] for k in kinds}
     last: dict[str, float] = {}
@@ -315,7 +289,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
         copy_ratio, pool = (1.0, copy_only_pairs) if copy_only else (cfg.copy_ratio, pairs)
         while True:
             lang, text = pool[int(rng.integers(len(pool)))]
-            ids, labels, kind = maker.make(lang, text, rng, copy_ratio, plain=copy_only)
+            ids, labels, kind = maker.make(lang, text, rng, copy_ratio, 0.0 if copy_only else None)
             longest = max(longest, len(ids))
             if seqs and longest * (len(seqs) + 1) > cfg.batch_tokens:
                 break
@@ -351,8 +325,6 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     model.to(cfg.device)
     accuracy = {}
     sources = {"copy": "token", "char_copy": "char"}
-    if cfg.noisy_copy_ratio > 0:
-        sources["noisy_copy"] = "noisy"
     if cfg.frame_copy_ratio > 0:
         sources["frame_copy"] = "frame"
     for kind, source in sources.items():

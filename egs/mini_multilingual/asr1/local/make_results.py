@@ -152,8 +152,7 @@ def main(argv=None):
     copy = exp / "pretrained/qwen3_tiny/copy_accuracy.json"
     if copy.is_file():
         acc = json.loads(copy.read_text())
-        sources = {"copy": "token", "char_copy": "spelled-character", "noisy_copy": "noisy (corrupted) token",
-                   "frame_copy": "frame-sequence"}
+        sources = {"copy": "token", "char_copy": "spelled-character", "frame_copy": "frame-sequence"}
         out.append("- tiny Qwen3 (`exp/pretrained/qwen3_tiny`), copying held-out sentences (exact / teacher-forced "
                    "token accuracy): " + ", ".join(
                        f"{100 * acc[k]:.0f} % / {100 * acc[k + '_tokens']:.0f} % from {name} sources"
