@@ -5,7 +5,8 @@ The recipe runs in a temporary copy of egs/mini_multilingual/asr1 (its files sym
 own runs in the recipe dir are never touched. Checks that the tables, the figures and RESULTS.md are
 produced, that every score line parses (the LID accuracy line too), that a rerun skips every finished
 stage, and that a second run, killed in the middle of a Stage-2 training and resumed, ends with the same
-hypotheses and tables as the first (the same seed gives the same data, models and table).
+hypotheses and tables as the first (the same seed gives the same data, models and table); and that
+`--projector ctc_compress` runs stages 6-10 on the first run's corpus and pretrained models.
 """
 from __future__ import annotations
 
@@ -143,6 +144,9 @@ def test_ctc_compress_projector_runs_stages_6_to_10(micro_run, tmp_path):
     assert meta["projector"] == "CTCCompressProjector"
     for run in ("stage1", "stage2_vanilla"):
         assert yaml.safe_load((exp / "full" / run / "config.yaml").read_text())["model"]["projector"] == "ctc_compress"
+    # its Stage 1 keeps the encoder frozen: the checkpoint holds no encoder weights
+    assert yaml.safe_load((exp / "full/stage1/config.yaml").read_text())["train"]["stage1_train_encoder"] is False
+    assert "encoder" not in json.loads((exp / "full/stage1/final/speech_llm.json").read_text())["parts"]
     assert "NOT the paper's projector" in (work / "RESULTS.md").read_text()
     assert (exp / "full/RESULTS.md").is_file() and (exp / "figures/radar_full.png").is_file()
 
