@@ -68,6 +68,8 @@ def test_micro_run_produces_tables_and_figures(micro_run):
     assert json.loads((exp / "pretrained/projector_warm/speech_llm.json").read_text())["parts"] == ["projector"]
     stage1 = yaml.safe_load((exp / "full/stage1/config.yaml").read_text())["model"]
     assert stage1["init_from"].endswith("pretrained/projector_warm") and stage1["projector_stride"] == 2
+    # ... with the encoder frozen (the recipe's setting): its checkpoint holds no encoder weights
+    assert "encoder" not in json.loads((exp / "full/stage1/final/speech_llm.json").read_text())["parts"]
     # scores parse: Stage 1 on the source test sets, every Stage-2 method on the target test sets
     decodes = [exp / "full/stage1/source_decode_test_src_all_full", exp / "full/stage1/decode_test_all_full"] + \
         [exp / f"full/stage2_{m}/decode_test_all_full" for m in ("vanilla", "zipper_soft", "independent", "lors")] + \
@@ -144,7 +146,7 @@ def test_ctc_compress_projector_runs_stages_6_to_10(micro_run, tmp_path):
     assert meta["projector"] == "CTCCompressProjector"
     for run in ("stage1", "stage2_vanilla"):
         assert yaml.safe_load((exp / "full" / run / "config.yaml").read_text())["model"]["projector"] == "ctc_compress"
-    # its Stage 1 keeps the encoder frozen: the checkpoint holds no encoder weights
+    # its Stage 1 keeps the encoder frozen too: the checkpoint holds no encoder weights
     assert yaml.safe_load((exp / "full/stage1/config.yaml").read_text())["train"]["stage1_train_encoder"] is False
     assert "encoder" not in json.loads((exp / "full/stage1/final/speech_llm.json").read_text())["parts"]
     assert "NOT the paper's projector" in (work / "RESULTS.md").read_text()

@@ -4,7 +4,8 @@ corpus_config=conf/corpus.yaml
 llm_opts=""             # conf/pretrain_llm.yaml: 2800 steps of 1536 tokens (980 copy-only on the source languages)
 encoder_opts=""         # conf/pretrain_encoder.yaml: 900 steps of 8000 mel frames (~2.4 epochs)
 warm_opts=""           # conf defaults of zipasr.mini.warm_projector: 300 steps of 16000 mel frames
-stage1_steps=480        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.45 epoch
+stage1_steps=900        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.85 epoch
+                        # (the frozen encoder halves the step time: 900 steps cost what 480 did)
 stage2_steps=80
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
