@@ -121,7 +121,7 @@ def test_micro_run_is_fast_and_reruns_skip(micro_run):
     assert other.returncode != 0 and "holds a 'micro' run" in other.stderr
     # the projector of a directory's models is fixed too; an unknown one is an error
     other = subprocess.run(MICRO + ["--projector", "ctc_compress"], cwd=work, capture_output=True, text=True, timeout=60)
-    assert other.returncode != 0 and "uses the 'gated_conv' projector" in other.stderr
+    assert other.returncode != 0 and "models use the 'gated_conv' projector" in other.stderr
     other = subprocess.run(MICRO + ["--projector", "mlp"], cwd=work, capture_output=True, text=True, timeout=60)
     assert other.returncode != 0 and "--projector must be gated_conv or ctc_compress" in other.stderr
 
