@@ -15,8 +15,9 @@ and LLM frozen) regresses its output frames onto the LLM input embedding of that
 
 With the `ctc_compress` projector (not the paper's) the outputs are a begin vector, one vector per CTC
 segment and an end vector: target = E_llm[piece(segment label)], E_llm["▁"] for the begin and
-E_llm[separator] for the end vector, i.e. the `▁ characters <sep>` source of the LLM's token-copy pretraining; with `label_embeddings` (default) the
-projector starts from exactly those embeddings (the MLP adds a residual, trained here).
+E_llm[separator] for the end vector, i.e. the `▁ characters <sep>` source of the LLM's token-copy
+pretraining; with `label_embeddings` (default) the projector starts from exactly those embeddings (the
+MLP adds a residual, trained here).
 
 The result is a SpeechLLM checkpoint dir holding the projector only (speech_llm.json, parts
 ["projector"]), which Stage 1 loads with `model.init_from`. Stage 1 then trains as in the paper.
@@ -125,7 +126,7 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
         sep_id, begin_id = (tokenizer.convert_tokens_to_ids(p) for p in (cfg.separator, cfg.word_boundary))
         for piece, piece_id in ((cfg.separator, sep_id), (cfg.word_boundary, begin_id)):
             if piece_id == tokenizer.unk_token_id:
-                raise ValueError(f"the LLM has no {piece!r} piece (LLMPretrainConfig.separator, the tokenizer)")
+                raise ValueError(f"the LLM has no {piece!r} piece (LLMPretrainConfig.separator; sentencepiece's word boundary)")
         if cfg.label_embeddings:
             projector.set_label_embeddings(table[pieces], table[begin_id], table[sep_id])
 
@@ -144,12 +145,13 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
         feats, lens = load_batch(batches.pop(), encoder.n_mels)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             hidden, hid_lens = encoder(feats, lens)  # (B, S, d_enc) at 50 Hz
-            labels = head(hidden).argmax(-1)  # (B, S)
         if compress:  # one target per CTC segment; the word boundary and the separator around them
             seg_labels, _ = projector.output_labels(hidden.float(), hid_lens)  # (B, N+2)
             target_ids = torch.where(seg_labels == projector.BEGIN, begin_id,
                                      torch.where(seg_labels == projector.END, sep_id, pieces[seg_labels.clamp(min=0)]))
         else:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                labels = head(hidden).argmax(-1)  # (B, S) frame labels
             target_ids = pieces[window_labels(labels, stride)]  # (B, S')
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             out, out_lens = projector(hidden.float(), hid_lens)  # (B, S', d_llm)
