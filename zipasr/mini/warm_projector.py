@@ -145,13 +145,12 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
         feats, lens = load_batch(batches.pop(), encoder.n_mels)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             hidden, hid_lens = encoder(feats, lens)  # (B, S, d_enc) at 50 Hz
+            labels = None if compress else head(hidden).argmax(-1)  # (B, S) frame labels (gated only)
         if compress:  # one target per CTC segment; the word boundary and the separator around them
             seg_labels, _ = projector.output_labels(hidden.float(), hid_lens)  # (B, N+2)
             target_ids = torch.where(seg_labels == projector.BEGIN, begin_id,
                                      torch.where(seg_labels == projector.END, sep_id, pieces[seg_labels.clamp(min=0)]))
         else:
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                labels = head(hidden).argmax(-1)  # (B, S) frame labels
             target_ids = pieces[window_labels(labels, stride)]  # (B, S')
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             out, out_lens = projector(hidden.float(), hid_lens)  # (B, S', d_llm)
