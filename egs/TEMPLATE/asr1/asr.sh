@@ -39,6 +39,9 @@ dumpdir=dump            # where stage 2 writes data dirs with feats.scp
 expdir=exp              # experiments
 methods="vanilla independent flylora zipper_static zipper_hard zipper_soft zipper_soft_initb"
 regimes="chunked full"  # encoder regimes to decode with
+jobs=1                  # stages 4 and 5: Stage-2 methods trained / decodes run this many at a time, each in the
+                        # background with its log in its exp dir (CPU: give each job threads/jobs threads in
+                        # train_overrides and decode_opts; two 1-thread jobs beat one 2-thread job there)
 launcher=python         # how to start training, e.g. "torchrun --nproc_per_node=4" or "deepspeed --num_gpus 4"
 train_overrides=        # extra key=value config overrides for stages 3 and 4 (e.g. model.encoder_dir=...)
 decode_config=conf/decode.yaml  # options of zipasr.bin.decode (beam, batch size, ...), if the file exists
@@ -69,6 +72,21 @@ run() {
   log "Running: ${line}"
   echo "${line}" >> "${commands}"
   "$@"
+}
+# The jobs of stages 4 and 5 (run in the foreground, or by utils/job_pool.sh with --jobs > 1). A job's
+# .done marker is written only when it succeeded: a rerun skips it, a killed one is redone (resumed).
+. utils/job_pool.sh
+pool_init "${jobs}"
+train_stage2() {  # train_stage2 METHOD OVERRIDES...
+  local M=$1; shift
+  run ${launcher} -m zipasr.bin.train --config "conf/train_stage2_${M}.yaml" --exp_dir "${expdir}/stage2_${M}" \
+    --resume "$@"
+  touch "${expdir}/.stage2_${M}.done"
+}
+decode_one() {  # decode_one EXP_DIR TEST_SET REGIME OUT_DIR
+  run python -m zipasr.bin.decode --exp_dir "$1" --data_dir "${data_feats}/$2" --out_dir "$4" --regime "$3" \
+    ${decode_config_opt} ${decode_opts}
+  touch "$4/.done"
 }
 
 # ---------------------------------------------------------------- stage 1: data preparation
@@ -131,21 +149,21 @@ fi
 
 # ---------------------------------------------------------------- stage 4: Stage-2 training per method
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  for M in ${methods}; do
+  # zipper_soft first: Initial-B starts from its run, and a job pool should not sit idle waiting for it
+  for M in $(printf '%s\n' ${methods} | grep -x zipper_soft; printf '%s\n' ${methods} | grep -vx zipper_soft); do
     log "Stage 4: Stage-2 training, encoder adapter ${M}, on ${train_set}"
     if [ -f "${expdir}/.stage2_${M}.done" ]; then log "${expdir}/stage2_${M} is done, skipped"; continue; fi
     # Initial-B warm-starts from the converged Zipper-Soft run of this recipe.
     extra=
     if [[ ${M} == *initb* ]]; then
-      [ -f "${expdir}/.stage2_zipper_soft.done" ] || { log "${M} needs the zipper_soft run first"; exit 1; }
+      pool_wait_file "${expdir}/.stage2_zipper_soft.done" || { log "${M} needs the zipper_soft run first"; exit 1; }
       extra="model.encoder_adapter.init_b_from=${expdir}/stage2_zipper_soft"
     fi
     mapfile -t overrides < <(set_args "model.init_from=${expdir}/stage1" "data.train_dir=${data_feats}/${train_set}" \
       "data.valid_dir=$(valid_dir "${valid_set}")" "${lang_override}" ${extra} ${train_overrides})
-    run ${launcher} -m zipasr.bin.train --config "conf/train_stage2_${M}.yaml" --exp_dir "${expdir}/stage2_${M}" \
-      --resume "${overrides[@]}"
-    touch "${expdir}/.stage2_${M}.done"
+    pool_run "${expdir}/stage2_${M}/run.log" train_stage2 "${M}" "${overrides[@]}"
   done
+  pool_wait || { log "ERROR: a Stage-2 training failed (its log is above)"; exit 1; }
 fi
 
 # ---------------------------------------------------------------- stage 5: decoding
@@ -158,12 +176,11 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         dir=${expdir}/stage2_${M}/decode_${test_set}_${regime}
         if [ -f "${dir}/.done" ]; then log "${dir} is done, skipped"; continue; fi
         log "Stage 5: decoding ${test_set} with ${M} (${regime})"
-        run python -m zipasr.bin.decode --exp_dir "${expdir}/stage2_${M}" --data_dir "${data_feats}/${test_set}" \
-          --out_dir "${dir}" --regime "${regime}" ${decode_config_opt} ${decode_opts}
-        touch "${dir}/.done"
+        pool_run "${dir}.log" decode_one "${expdir}/stage2_${M}" "${test_set}" "${regime}" "${dir}"
       done
     done
   done
+  pool_wait || { log "ERROR: a decode failed (its log is above)"; exit 1; }
 fi
 
 # ---------------------------------------------------------------- stage 6: scoring and results

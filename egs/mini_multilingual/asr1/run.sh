@@ -20,7 +20,7 @@
 # Each encoder regime in ${regimes} has its own exp/<regime>/ (Stage 1 and Stage 2 trained in it).
 #
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N]
-#                 [--seeds "1 2"] [--projector gated_conv|ctc_compress]
+#                 [--jobs N] [--seeds "1 2"] [--projector gated_conv|ctc_compress]
 set -euo pipefail
 
 stage=1
@@ -30,11 +30,14 @@ full=false    # every method and both encoder regimes (~3 h)
 micro=false   # CI's configuration: a few utterances and steps (< 5 min)
 nj=2          # processes of the synthesis and the feature dump
 threads=2     # torch threads of training and decoding (1 on a machine shared with other jobs)
+jobs=2        # stages 7-8: Stage-2 trainings / decodes side by side, each with threads/jobs threads
+              # (tiny models use 2 threads poorly: two 1-thread jobs do ~1.3x (training) to ~1.7x
+              # (decoding) the work of one 2-thread job; BENCHMARKS.md, "Job pool")
 seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~11 min at the default size)
 projector=gated_conv  # the paper's; ctc_compress (NOT the paper's): one LLM input per character the encoder's
                       # CTC head predicts (README.md, "CTC compression"), for Stage 1, Stage 2 and the warm start
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N] [--seeds \"1 2\"] [--projector gated_conv|ctc_compress]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N] [--jobs N] [--seeds \"1 2\"] [--projector gated_conv|ctc_compress]"
 
 . ./path.sh
 . ./cmd.sh
@@ -69,6 +72,9 @@ if [ -n "${sibling_methods}" ] && [[ " ${methods} " != *" independent "* ]]; the
   exit 1
 fi
 all_methods=$(echo ${methods} ${sibling_methods})
+. utils/job_pool.sh
+pool_init "${jobs}" || exit 1
+job_threads=$(( threads / jobs > 0 ? threads / jobs : 1 ))
 # Glibc keeps freed memory of the variable-shape batches and oneDNN caches a kernel per shape: both
 # made the resident memory of a training run grow by gigabytes. Measured (100 encoder steps / 150 LLM
 # steps, 2 threads): these two settings: 67 s / 34 s, peak 1.9 / 1.7 GB; MALLOC_ARENA_MAX=2 alone: 59 s /
@@ -103,6 +109,13 @@ finish() {
 todo() {  # todo N: the stage is selected and not yet done
   [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] || return 1
   if [ -f "exp/.stage$1.done" ]; then log "Stage $1 is done, skipped"; return 1; fi
+}
+# A job of stage 8 (run by utils/job_pool.sh beside the others; a .done marker only when finished).
+decode_job() {  # decode_job EXP_DIR OUT_DIR [DECODE OPTIONS]
+  local exp_dir=$1 dir=$2; shift 2
+  run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "${exp_dir}" --data_dir dump/test_all \
+    --out_dir "${dir}" --threads "${job_threads}" ${decode_opts} "$@"
+  touch "${dir}/.done"
 }
 
 if todo 1; then
@@ -171,7 +184,8 @@ if todo 7; then
   begin 7 "Stage 2: ${all_methods}"
   for regime in ${regimes}; do
     run ./asr.sh --stage 4 --stop_stage 4 "${asr_sets[@]}" --expdir "exp/${regime}" --langs "${all_langs}" \
-      --methods "${methods}" --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps} train.threads=${threads} ${train_opts}"
+      --methods "${methods}" --jobs "${jobs}" \
+      --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps} train.threads=${job_threads} ${train_opts}"
     src=exp/${regime}/stage2_independent
     for M in ${sibling_methods}; do
       # the same marker as asr.sh's Stage-2 runs: a killed run resumes at the first unfinished method
@@ -192,8 +206,8 @@ if todo 7; then
       mkdir -p "exp/${regime}_seed${s}"
       [ -e "exp/${regime}_seed${s}/stage1" ] || ln -s ../${regime}/stage1 "exp/${regime}_seed${s}/stage1"
       run ./asr.sh --stage 4 --stop_stage 4 "${asr_sets[@]}" --expdir "exp/${regime}_seed${s}" --langs "${all_langs}" \
-        --methods "${methods}" \
-        --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps} train.threads=${threads} train.seed=${s} ${train_opts}"
+        --methods "${methods}" --jobs "${jobs}" \
+        --train_overrides "model.regime=${regime} train.max_steps=${stage2_steps} train.threads=${job_threads} train.seed=${s} ${train_opts}"
     done
   done
   finish "Stage 2 (${all_methods// /, })${seeds:+; seeds ${seeds}}"
@@ -202,16 +216,9 @@ fi
 if todo 8; then
   begin 8 "decoding the target test sets"
   for regime in ${regimes}; do
-    # the Stage-1 model on the target test sets: the tables' "Stage-1" row, the starting point of Stage 2
-    dir=exp/${regime}/stage1/decode_test_all_${regime}
-    if [ -f "${dir}/.done" ]; then log "${dir} is done, skipped"; else
-      run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage1" \
-        --data_dir dump/test_all --out_dir "${dir}" --regime "${regime}" --threads "${threads}" ${decode_opts}
-      run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
-      touch "${dir}/.done"
-    fi
     run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${all_methods}" \
-      --test_sets test_all --regimes "${regime}" --decode_opts "--dump_embeddings --threads ${threads} ${decode_opts}"
+      --test_sets test_all --regimes "${regime}" --jobs "${jobs}" \
+      --decode_opts "--dump_embeddings --threads ${job_threads} ${decode_opts}"
     # language-agnostic decoding: the language of each utterance predicted from the audio by a LID
     # classifier on the Stage-1 encoder (one classifier serves every Stage-2 method), trained on both
     # training sets so that it knows all languages of the model
@@ -221,17 +228,23 @@ if todo 8; then
       run python -m zipasr.bin.train_lid --exp_dir "exp/${regime}/stage1" --data_dir dump/train_lid --out_dir "${lid}" \
         --threads "${threads}" ${lid_opts}
     fi
+    # the Stage-1 model on the target test sets (the tables' "Stage-1" row, the starting point of
+    # Stage 2) and the agnostic decodes, side by side
+    dir=exp/${regime}/stage1/decode_test_all_${regime}
+    if [ -f "${dir}/.done" ]; then log "${dir} is done, skipped"; else
+      pool_run "${dir}.log" decode_job "exp/${regime}/stage1" "${dir}" --regime "${regime}"
+    fi
     for M in ${agnostic_methods}; do
       dir=exp/${regime}/stage2_${M}/decode_test_all_agnostic_${regime}
       if [ -f "${dir}/.done" ]; then log "${dir} is done, skipped"; continue; fi
-      run python -m zipasr.bin.decode --config conf/decode.yaml --exp_dir "exp/${regime}/stage2_${M}" \
-        --data_dir dump/test_all --out_dir "${dir}" --regime "${regime}" --lid_model "${lid}" \
-        --threads "${threads}" ${decode_opts}
-      touch "${dir}/.done"
+      pool_run "${dir}.log" decode_job "exp/${regime}/stage2_${M}" "${dir}" --regime "${regime}" --lid_model "${lid}"
     done
+    pool_wait || { log "ERROR: a decode failed (its log is above)"; exit 1; }
+    dir=exp/${regime}/stage1/decode_test_all_${regime}
+    run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
     for s in ${seeds}; do
       run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}_seed${s}" --methods "${methods}" \
-        --test_sets test_all --regimes "${regime}" --decode_opts "--threads ${threads} ${decode_opts}"
+        --test_sets test_all --regimes "${regime}" --jobs "${jobs}" --decode_opts "--threads ${job_threads} ${decode_opts}"
     done
   done
   finish "decoding (+ language-agnostic: ${agnostic_methods:-none})${seeds:+; seeds ${seeds}}"
