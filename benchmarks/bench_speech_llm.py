@@ -12,6 +12,9 @@ Sub-commands (each prints its numbers side by side in one run):
   attention   transformers' sdpa vs eager attention kernel on the mini recipe's four CPU workloads: the
               encoder's CTC pretraining step, the LLM's text pretraining step, a Stage-2 step and batched
               greedy decoding; interleaved rounds, median, ratio sdpa / eager (> 1: eager is faster).
+  jobs        one process with 2 threads against two processes with 1 thread each, side by side, on a
+              Stage-2 training step and on batched greedy decoding: the work done per second by the pair
+              as a ratio to the single process (> 1: the recipe's `--jobs 2` pays; interleaved rounds).
   packing     share of real (non-pad) LLM tokens in a Stage-2 epoch, with pack_rows + BatchOrder exactly
               as the trainer batches (goal >= 95 %), on the mini recipe's length distribution or a
               Kaldi data dir.
@@ -28,6 +31,7 @@ conf/corpus.yaml. Speech features are random; their lengths follow the synthetic
     python benchmarks/bench_speech_llm.py throughput --threads 1
     python benchmarks/bench_speech_llm.py decode --threads 1
     python benchmarks/bench_speech_llm.py attention --threads 2
+    python benchmarks/bench_speech_llm.py jobs
     python benchmarks/bench_speech_llm.py packing [--data_dir DIR --tokenizer_dir DIR]
 """
 from __future__ import annotations
@@ -386,6 +390,72 @@ def cmd_decode(args, setup: Setup) -> None:
     print(f"goals:\n  batched >= {GOALS['decode_speedup']}x one at a time  {speedup:.2f}x  {verdict}")
 
 
+# --------------------------------------------------------------------------- job pool
+def _jobs_worker(args, threads: int, work: str, commands, results) -> None:
+    """A benchmark process: builds the workloads once, then runs `iters` of the one it is sent, until None."""
+    torch.set_num_threads(threads)
+    setup = Setup(args, args.scale, Path(work))
+    model = setup.model(args.method)
+    step, batch = Stepper(model, setup.bf16), setup.batch(setup.order.next())
+    rng = np.random.default_rng(3)
+    pick = rng.choice(len(setup.utts), size=args.batch, replace=False).tolist()
+    dec = setup.batch([[i] for i in pick], seed=4)
+    new = round(statistics.mean(len(u.text_ids) + 1 for u in setup.utts))
+
+    def decode() -> None:
+        model.eval()
+        with torch.no_grad(), autocast_context(torch.device("cpu"), setup.bf16):
+            model.generate(dec.feats, dec.feat_lens, dec.lang_ids, max_new_tokens=new, min_new_tokens=new)
+        model.train()
+
+    workloads = {"Stage-2 step": lambda: step(batch), "decoding": decode}
+    for fn in workloads.values():
+        fn()  # warm-up (oneDNN kernels, allocator)
+    results.put("ready")
+    while (name := commands.get()) is not None:
+        for _ in range(args.iters):
+            workloads[name]()
+        results.put(name)
+
+
+def cmd_jobs(args, work: Path) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = {}
+    for name, threads in (("single", args.threads_single), ("pair0", 1), ("pair1", 1)):
+        commands, results = ctx.Queue(), ctx.Queue()
+        (work / name).mkdir()
+        proc = ctx.Process(target=_jobs_worker, args=(args, threads, str(work / name), commands, results), daemon=True)
+        proc.start()
+        procs[name] = (proc, commands, results)
+    for _, _, results in procs.values():
+        results.get()
+
+    def timed(names: list[str], workload: str) -> float:
+        start = time.perf_counter()
+        for n in names:
+            procs[n][1].put(workload)
+        for n in names:
+            procs[n][2].get()
+        return time.perf_counter() - start
+
+    print(f"{args.method}: {args.iters} Stage-2 steps / batched greedy decodes of {args.batch} utterances per "
+          f"process and round; one process with {args.threads_single} threads vs two processes with 1 thread "
+          f"each, side by side; median wall time of {args.rounds} interleaved rounds")
+    print(f"{'workload':<14}{'single s':>10}{'pair s':>10}{'pair work / single work per s':>32}")
+    for workload in ("Stage-2 step", "decoding"):
+        single, pair = [], []
+        for _ in range(args.rounds):
+            single.append(timed(["single"], workload))
+            pair.append(timed(["pair0", "pair1"], workload))
+        t1, t2 = statistics.median(single), statistics.median(pair)
+        print(f"{workload:<14}{t1:>10.2f}{t2:>10.2f}{2 * t1 / t2:>31.2f}x")
+    for proc, commands, _ in procs.values():
+        commands.put(None)
+        proc.join()
+
+
 # --------------------------------------------------------------------------- attention kernels
 KERNELS = ("sdpa", "eager")
 
@@ -612,6 +682,12 @@ def parse_args(argv=None):
     common(sp)
     sp.add_argument("--iters", type=int, default=5, help="timed rounds")
     sp.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    sp = sub.add_parser("jobs", help="two 1-thread processes vs one 2-thread process (the recipe's --jobs)")
+    common(sp)
+    sp.add_argument("--threads_single", type=int, default=2, help="threads of the single process")
+    sp.add_argument("--iters", type=int, default=4, help="steps / decodes per process and round")
+    sp.add_argument("--batch", type=int, default=32, help="utterances per decode (conf/decode.yaml's batch_size)")
+    sp.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     sp = sub.add_parser("packing", help="real-token share of a Stage-2 epoch")
     common(sp, timed=False)
     sp.add_argument("--dist", choices=["mini", "longtail"], default="mini",
@@ -637,6 +713,9 @@ def main(argv=None) -> None:
         work = Path(tmp)
         if args.command == "packing":
             cmd_packing(args, work)
+            return
+        if args.command == "jobs":
+            cmd_jobs(args, work)
             return
         setup = Setup(args, args.scale, work)
         {"step": cmd_step, "throughput": cmd_throughput, "decode": cmd_decode,

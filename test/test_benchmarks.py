@@ -68,3 +68,16 @@ def test_packing(bench, capsys):
     out = run(bench, capsys, ["packing", "--dist", "longtail", "--utts", "300", "--max_tokens", "2048",
                               "--batch_size", "4"])
     assert re.search(r"LLM real-token share >= 95% \(own prompt\)\s+[\d.]+%", out)
+
+
+def test_jobs():
+    # a script run (the worker processes are spawned, and import the script as its __main__)
+    import subprocess
+    proc = subprocess.run([sys.executable, str(SCRIPT), "jobs", "--size", "test", "--scale", "0.005", "--iters", "1",
+                           "--rounds", "1", "--batch", "3"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = re.findall(r"^(Stage-2 step|decoding)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x$", proc.stdout, re.M)
+    assert [r[0] for r in rows] == ["Stage-2 step", "decoding"], proc.stdout
+    for _, single, pair, ratio in rows:
+        assert float(single) > 0 and float(pair) > 0
+        assert float(ratio) == pytest.approx(2 * float(single) / float(pair), rel=0.05, abs=0.02)

@@ -30,7 +30,7 @@ LID_LINE = re.compile(r"^%LID (?P<rate>\d+\.\d+) \[ (?P<correct>\d+) / (?P<total
 RECIPE_FILES = ["run.sh", "asr.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local", "utils"]
 
 
-MICRO = ["./run.sh", "--micro", "true", "--threads", "1"]
+MICRO = ["./run.sh", "--micro", "true", "--threads", "1", "--jobs", "2"]  # 2 jobs: the pool of stages 7-8
 
 
 def recipe_copy(work: Path) -> Path:
@@ -70,6 +70,11 @@ def test_micro_run_produces_tables_and_figures(micro_run):
     assert stage1["init_from"].endswith("pretrained/projector_warm") and stage1["projector_stride"] == 2
     # ... with the encoder frozen (the recipe's setting): its checkpoint holds no encoder weights
     assert "encoder" not in json.loads((exp / "full/stage1/final/speech_llm.json").read_text())["parts"]
+    # stages 7-8 ran as a pool of 2 jobs (--jobs 2), each job with its own log
+    for m in ("vanilla", "zipper_soft", "independent"):
+        assert "zipasr.bin.train" in (exp / f"full/stage2_{m}/run.log").read_text()
+        assert (exp / f"full/stage2_{m}/decode_test_all_full.log").is_file()
+    assert (exp / "full/stage2_zipper_soft/decode_test_all_agnostic_full.log").is_file()
     # scores parse: Stage 1 on the source test sets, every Stage-2 method on the target test sets
     decodes = [exp / "full/stage1/source_decode_test_src_all_full", exp / "full/stage1/decode_test_all_full"] + \
         [exp / f"full/stage2_{m}/decode_test_all_full" for m in ("vanilla", "zipper_soft", "independent", "lors")] + \

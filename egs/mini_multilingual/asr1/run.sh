@@ -30,10 +30,11 @@ full=false    # every method and both encoder regimes (~3 h)
 micro=false   # CI's configuration: a few utterances and steps (< 5 min)
 nj=2          # processes of the synthesis and the feature dump
 threads=2     # torch threads of training and decoding (1 on a machine shared with other jobs)
-jobs=2        # stages 7-8: Stage-2 trainings / decodes side by side, each with threads/jobs threads
+jobs=         # stages 7-8: Stage-2 trainings / decodes side by side, each with threads/jobs threads
+              # (default: 2, or 1 with --threads 1)
               # (tiny models use 2 threads poorly: two 1-thread jobs do ~1.3x (training) to ~1.7x
               # (decoding) the work of one 2-thread job; BENCHMARKS.md, "Job pool")
-seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~11 min at the default size)
+seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~8-11 min at the default size)
 projector=gated_conv  # the paper's; ctc_compress (NOT the paper's): one LLM input per character the encoder's
                       # CTC head predicts (README.md, "CTC compression"), for Stage 1, Stage 2 and the warm start
 
@@ -73,6 +74,7 @@ if [ -n "${sibling_methods}" ] && [[ " ${methods} " != *" independent "* ]]; the
 fi
 all_methods=$(echo ${methods} ${sibling_methods})
 . utils/job_pool.sh
+jobs=${jobs:-$(( threads >= 2 ? 2 : 1 ))}
 pool_init "${jobs}" || exit 1
 job_threads=$(( threads / jobs > 0 ? threads / jobs : 1 ))
 # Glibc keeps freed memory of the variable-shape batches and oneDNN caches a kernel per shape: both
