@@ -7,7 +7,7 @@
 #   pool_wait || exit 1              # waits for every job; non-zero if one failed
 #
 # Why: the tiny models of the mini recipe use 2 CPU threads poorly (1.6x of one thread), so two
-# 1-thread jobs side by side do more work per minute than one 2-thread job (BENCHMARKS.md, "Job pool").
+# 1-thread jobs side by side do more work per minute than one 2-thread job (BENCHMARKS.md, section 6).
 # A failed job does not stop the others (a killed training would leave a half-done run to resume);
 # pool_wait reports it with the tail of its log once all have ended.
 
@@ -20,16 +20,32 @@ pool_init() {  # pool_init N
   pool_size=$1; pool_failed=0; pool_logs=()
 }
 
-_pool_reap() {  # wait for one job to end; remember a failure
-  local pid= rc=0
-  wait -n -p pid || rc=$?
-  [ -n "${pid:-}" ] || return 0
-  if [ "${rc}" -ne 0 ]; then
-    echo "$(date '+%F %T') (job_pool) ERROR: exit status ${rc} of the job logged in ${pool_logs[${pid}]}:" >&2
-    tail -n 20 "${pool_logs[${pid}]}" >&2 || true
+_pool_done() {  # _pool_done PID STATUS: a job ended
+  if [ "$2" -ne 0 ]; then
+    echo "$(date '+%F %T') (job_pool) ERROR: exit status $2 of the job logged in ${pool_logs[$1]}:" >&2
+    tail -n 20 "${pool_logs[$1]}" >&2 || true
     pool_failed=1
   fi
-  unset "pool_logs[${pid}]"
+  unset "pool_logs[$1]"
+}
+
+_pool_reap() {  # wait until a job has ended; collect every job that has
+  local n=${#pool_logs[@]} pid rc
+  while [ "${#pool_logs[@]}" -eq "${n}" ]; do
+    pid= rc=0
+    wait -n -p pid 2>/dev/null || rc=$?
+    if [ -n "${pid:-}" ] && [ -n "${pool_logs[${pid}]+x}" ]; then _pool_done "${pid}" "${rc}"; fi
+    # bash drops a finished job from its job table when it starts the next one, and `wait -n` no longer
+    # sees it (seen on a loaded machine: the pool then waited forever); `wait PID` still has its status
+    for pid in "${!pool_logs[@]}"; do
+      if ! kill -0 "${pid}" 2>/dev/null; then
+        rc=0
+        wait "${pid}" || rc=$?
+        _pool_done "${pid}" "${rc}"
+      fi
+    done
+    [ "${#pool_logs[@]}" -lt "${n}" ] || sleep 0.1
+  done
 }
 
 pool_run() {  # pool_run LOG CMD...

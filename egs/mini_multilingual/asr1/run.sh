@@ -30,10 +30,9 @@ full=false    # every method and both encoder regimes (~3 h)
 micro=false   # CI's configuration: a few utterances and steps (< 5 min)
 nj=2          # processes of the synthesis and the feature dump
 threads=2     # torch threads of training and decoding (1 on a machine shared with other jobs)
-jobs=         # stages 7-8: Stage-2 trainings / decodes side by side, each with threads/jobs threads
-              # (default: 2, or 1 with --threads 1)
-              # (tiny models use 2 threads poorly: two 1-thread jobs do ~1.3x (training) to ~1.7x
-              # (decoding) the work of one 2-thread job; BENCHMARKS.md, "Job pool")
+jobs=         # stages 7-8: Stage-2 trainings / decodes side by side, each with threads/jobs threads;
+              # default 2 (1 with --threads 1). Tiny models use 2 threads poorly: two 1-thread jobs do
+              # ~1.3x (training) to ~1.7x (decoding) the work of one 2-thread job (BENCHMARKS.md, section 6)
 seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~8-11 min at the default size)
 projector=gated_conv  # the paper's; ctc_compress (NOT the paper's): one LLM input per character the encoder's
                       # CTC head predicts (README.md, "CTC compression"), for Stage 1, Stage 2 and the warm start
