@@ -450,7 +450,7 @@ def cmd_jobs(args, work: Path) -> None:
             single.append(timed(["single"], workload))
             pair.append(timed(["pair0", "pair1"], workload))
         t1, t2 = statistics.median(single), statistics.median(pair)
-        print(f"{workload:<14}{t1:>10.2f}{t2:>10.2f}{2 * t1 / t2:>31.2f}x")
+        print(f"{workload:<14}{t1:>10.3f}{t2:>10.3f}{2 * t1 / t2:>31.2f}x")
     for proc, commands, _ in procs.values():
         commands.put(None)
         proc.join()
