@@ -96,3 +96,25 @@ def test_decode_config_with_unknown_key_is_an_error(tmp_path):
     conf.write_text("beams: 4\n")
     with pytest.raises(SystemExit):
         main(["--config", str(conf), "--exp_dir", "x", "--data_dir", "y", "--out_dir", "z"])
+
+
+def test_decode_cli_passes_the_length_penalty_to_beam_search(runs, tmp_path, monkeypatch):
+    from zipasr.bin.decode import main
+    from zipasr.model.speech_llm import SpeechLLM
+
+    calls = []
+    original = SpeechLLM.generate
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SpeechLLM, "generate", spy)
+    common = ["--exp_dir", str(runs["stage2"]), "--data_dir", str(runs["data"]), "--max_new_tokens", "6",
+              "--batch_size", "4"]
+    assert main([*common, "--out_dir", str(tmp_path / "beam"), "--beam", "3", "--length_penalty", "0.5"]) == 0
+    assert calls and all(c["num_beams"] == 3 and c["length_penalty"] == 0.5 for c in calls)
+    assert "beam 3 (length penalty 0.5)" in (tmp_path / "beam" / "decode.log").read_text()
+    calls.clear()  # greedy search has no length penalty: none is passed (transformers would warn)
+    assert main([*common, "--out_dir", str(tmp_path / "greedy"), "--length_penalty", "0.5"]) == 0
+    assert calls and all(c["num_beams"] == 1 and "length_penalty" not in c for c in calls)

@@ -97,6 +97,10 @@ def test_pretrain_llm_writes_a_loadable_deterministic_checkpoint(tmp_path):
     assert llm.config.model_type == "qwen3" and llm.config.hidden_size == 32
     assert tok.decode(tok("こんにちは", add_special_tokens=False)["input_ids"]) == "こんにちは"
     assert (tmp_path / "a" / "train_log.tsv").read_text().count("\n") == 4  # header + 3 steps
+    by_lang = [row.split("\t") for row in (tmp_path / "a" / "copy_loss_by_language.tsv").read_text().splitlines()]
+    assert by_lang[0] == ["step", "en", "ja", "ru"] and len(by_lang) == 4
+    copy_losses = [float(v) for row in by_lang[1:] for v in row[1:] if v != "nan"]
+    assert copy_losses and all(0 < v < 20 for v in copy_losses)  # copy sequences were logged per language
     pretrain_llm(cfg, text_dir, tmp_path / "b", languages=["en", "ja", "ru"])
     again, _ = load_llm(tmp_path / "b")
     for (name, p), q in zip(llm.state_dict().items(), again.state_dict().values()):

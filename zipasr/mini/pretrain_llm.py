@@ -25,7 +25,8 @@ uses it after its copy-only steps; the copy skill forms on token sources first (
 learnt frame copies in the measured runs, a 4-layer one did: egs/mini_multilingual/asr1/README.md).
 
 Output: a checkpoint dir that `zipasr.model.llm.load_llm` (AutoModelForCausalLM + AutoTokenizer)
-loads like Qwen3-1.7B, plus `train_log.tsv` (step, loss per kind) and `pretrain_config.yaml`.
+loads like Qwen3-1.7B, plus `train_log.tsv` (step, loss per kind), `copy_loss_by_language.tsv` (step,
+mean copy loss of each language's copy sequences of every kind) and `pretrain_config.yaml`.
 """
 from __future__ import annotations
 
@@ -275,6 +276,11 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     kinds = ["lm", "copy", "char_copy", "frame_copy"]
     log_rows = ["step\t" + "\t".join(f"loss_{k}" for k in kinds) + "\tlr\telapsed_s"]
     sums = {k: [0.0, 0] for k in kinds}
+    # Per language too: after the copy-only steps the copy loss rises; this tells whether it is the
+    # languages that the copy-only steps did not train or a loss of the skill on those they did.
+    log_langs = list(dict.fromkeys([*langs, *sorted({lang for lang, _ in pairs})]))
+    lang_rows = ["step\t" + "\t".join(log_langs)]
+    lang_sums = {lang: [0.0, 0] for lang in log_langs}
     last: dict[str, float] = {}
     start = time.time()
     model.train()
@@ -283,7 +289,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     if not copy_only_pairs:
         raise ValueError(f"copy_only_languages {cfg.copy_only_languages}: no sentence of these languages in {text_dir}")
     for step in range(1, cfg.steps + 1):
-        seqs, kinds_of, n_tokens, longest = [], [], 0, 0
+        seqs, kinds_of, langs_of, n_tokens, longest = [], [], [], 0, 0
         # the copy-only steps copy plain sources (the copy skill forms there; frame sources slowed it)
         copy_only = step <= copy_only_steps
         copy_ratio, pool = (1.0, copy_only_pairs) if copy_only else (cfg.copy_ratio, pairs)
@@ -295,6 +301,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
                 break
             seqs.append((ids, labels))
             kinds_of.append(kind)
+            langs_of.append(lang)
         input_ids, mask, labels = (t.to(cfg.device) for t in pad_batch(seqs, tokenizer.pad_token_id))
         with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(input_ids=input_ids, attention_mask=mask).logits
@@ -307,9 +314,12 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
-        for kind, value in zip(kinds_of, row_loss.detach().tolist()):
+        for kind, lang, value in zip(kinds_of, langs_of, row_loss.detach().tolist()):
             sums[kind][0] += value
             sums[kind][1] += 1
+            if kind != "lm":
+                lang_sums[lang][0] += value
+                lang_sums[lang][1] += 1
         if step % cfg.log_interval == 0 or step == cfg.steps:
             last = {k: s / n for k, (s, n) in sums.items() if n}
             elapsed = time.time() - start
@@ -318,6 +328,8 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
             log_rows.append(f"{step}\t" + "\t".join(f"{last.get(k, float('nan')):.4f}" for k in kinds)
                             + f"\t{scheduler.get_last_lr()[0]:.3e}\t{elapsed:.1f}")
             sums = {k: [0.0, 0] for k in kinds}
+            lang_rows.append(f"{step}\t" + "\t".join(f"{s / n:.4f}" if n else "nan" for s, n in lang_sums.values()))
+            lang_sums = {lang: [0.0, 0] for lang in log_langs}
 
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -334,6 +346,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
                     source, len(held_out), accuracy[kind], accuracy[f"{kind}_tokens"])
     (out_dir / "copy_accuracy.json").write_text(json.dumps(accuracy, indent=1))
     (out_dir / "train_log.tsv").write_text("\n".join(log_rows) + "\n")
+    (out_dir / "copy_loss_by_language.tsv").write_text("\n".join(lang_rows) + "\n")
     save_config(cfg, out_dir / "pretrain_config.yaml")
     return {**{f"loss_{k}": v for k, v in last.items()}, **{f"accuracy_{k}": v for k, v in accuracy.items()}}
 
