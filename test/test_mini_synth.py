@@ -71,7 +71,11 @@ def test_sentence_sampler_unique_and_excludes():
 
 
 def _tiny_config(seed=0, train_en=6) -> CorpusConfig:
-    return from_dict(CorpusConfig, {
+    return from_dict(CorpusConfig, _tiny_config_dict(seed, train_en))
+
+
+def _tiny_config_dict(seed=0, train_en=6) -> dict:
+    return {
         "seed": seed, "vocab_words": 100, "min_words": 2, "max_words": 3, "lm_sentences_per_lang": 5,
         "domains": {
             "a": {"variants": ["m1", "f2"], "speed": [150, 180], "pitch": [30, 60], "amplitude": [90, 110],
@@ -84,7 +88,7 @@ def _tiny_config(seed=0, train_en=6) -> CorpusConfig:
             {"name": "test", "domain": "b", "held_out_speakers": True, "split_by_lang": True,
              "utts_per_lang": {"en": 2, "ja": 2}},
         ],
-    })
+    }
 
 
 def test_held_out_sentences_do_not_depend_on_training_budget(tmp_path):
@@ -94,6 +98,31 @@ def test_held_out_sentences_do_not_depend_on_training_budget(tmp_path):
     assert {u.text for u in large["train"]}.isdisjoint(u.text for u in large["test_en"])
     other_seed, _ = plan_corpus(_tiny_config(seed=1), tmp_path)
     assert [u.text for u in other_seed["test_en"]] != [u.text for u in small["test_en"]]
+
+
+def test_segmented_languages_space_japanese_words_and_score_the_same(tmp_path):
+    """`segmented_languages: [ja]` writes Japanese transcripts and LLM text with spaces between words;
+    CER removes whitespace, so a segmented hypothesis scores like an unsegmented one."""
+    from zipasr.scoring import score_texts
+
+    plain_cfg = _tiny_config()
+    seg_cfg = _tiny_config()
+    seg_cfg.segmented_languages = ["ja"]
+    plain, plain_lm = plan_corpus(plain_cfg, tmp_path)
+    seg, seg_lm = plan_corpus(seg_cfg, tmp_path)
+    for dir_name in ("train", "test_ja"):
+        ja_plain = [u.text for u in plain[dir_name] if u.lang == "ja"]
+        ja_seg = [u.text for u in seg[dir_name] if u.lang == "ja"]
+        assert all(" " not in t for t in ja_plain)
+        assert all(" " in t for t in ja_seg)  # 2-3 words each
+        assert [t.replace(" ", "") for t in ja_seg] == ja_plain
+    assert all(" " in t for t in seg_lm["ja"]) and seg_lm["en"] == plain_lm["en"]
+    assert [u.text for u in seg["test_en"]] == [u.text for u in plain["test_en"]]
+    refs = {u.utt_id: u.text for u in seg["test_ja"]}
+    unsegmented = score_texts(refs, {k: v.replace(" ", "") for k, v in refs.items()}, "ja")
+    assert unsegmented.total.errors == 0
+    with pytest.raises(ValueError, match="segmented_languages"):
+        from_dict(CorpusConfig, {**_tiny_config_dict(), "segmented_languages": ["ko"]})
 
 
 def test_bad_config_is_an_error():

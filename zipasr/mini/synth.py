@@ -8,6 +8,8 @@ A corpus is described by a `CorpusConfig` (the recipe's conf/corpus*.yaml):
   `held_out_speakers: true` gets speakers of its own, never seen in training.
 - lm_sentences_per_lang: text-only sentences for the LLM's text pretraining (never a dev/test
   sentence), written to `<data_dir>/local/lm_text/{text,utt2lang}`.
+- segmented_languages: languages written without spaces (Japanese) whose transcripts and LLM text
+  separate words by spaces here.
 
 Everything is a function of `seed`: the same config gives the same sentences, speakers and audio
 samples. Sentences are unique per language across all sets; held-out sets are drawn first, so
@@ -70,6 +72,9 @@ class CorpusConfig:
     min_words: int = 3
     max_words: int = 8
     lm_sentences_per_lang: int = 0
+    # Languages written without spaces (zipasr.mini.text.NO_SPACE) whose transcripts and LLM text
+    # separate words by spaces here (word-segmented, as Japanese corpora's transcripts often are).
+    segmented_languages: list[str] = field(default_factory=list)
     # Which paper language each mini language stands in for (documentation, printed in logs).
     stands_in_for: dict[str, str] = field(default_factory=dict)
 
@@ -82,6 +87,9 @@ class CorpusConfig:
                     raise ValueError(f"set {s.name!r}: espeak-ng cannot synthesise language {lang!r}")
                 if n < 0:
                     raise ValueError(f"set {s.name!r}: negative budget {n} for {lang!r}")
+        unknown = sorted(set(self.segmented_languages) - set(self.languages()))
+        if unknown:
+            raise ValueError(f"segmented_languages: {unknown} not in any set; languages: {self.languages()}")
         names = [s.name for s in self.sets]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate set names in {names}")
@@ -158,7 +166,8 @@ def plan_corpus(cfg: CorpusConfig, audio_dir: str | Path) -> tuple[dict[str, lis
     for s in order:
         for lang, n in s.utts_per_lang.items():
             sampler = SentenceSampler(lang, cfg.vocab_words, cfg.min_words, cfg.max_words,
-                                      _rng(cfg.seed, "text", s.name, lang), exclude=used[lang])
+                                      _rng(cfg.seed, "text", s.name, lang), exclude=used[lang],
+                                      segmented=lang in cfg.segmented_languages)
             sentences = sampler.sample_many(n)
             used[lang].update(sentences)
             if s.held_out_speakers:
@@ -175,7 +184,8 @@ def plan_corpus(cfg: CorpusConfig, audio_dir: str | Path) -> tuple[dict[str, lis
     if cfg.lm_sentences_per_lang > 0:
         for lang in cfg.languages():
             sampler = SentenceSampler(lang, cfg.vocab_words, cfg.min_words, cfg.max_words,
-                                      _rng(cfg.seed, "text", "lm", lang), exclude=held_out_text[lang])
+                                      _rng(cfg.seed, "text", "lm", lang), exclude=held_out_text[lang],
+                                      segmented=lang in cfg.segmented_languages)
             lm_text[lang] = sampler.sample_many(cfg.lm_sentences_per_lang)
     for utts in dirs.values():
         utts.sort(key=lambda u: u.utt_id)

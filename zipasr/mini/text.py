@@ -6,8 +6,10 @@ that language's script (Japanese: kana only, because espeak-ng reads kanji as "C
 Sentences are random word sequences; word i of the list is drawn with weight (i + 1) ** -0.5, a
 flattened Zipf law, so frequent words recur while the tail still appears.
 
-Japanese is written without spaces between words (as Japanese is); every other language joins
-words with a space.
+Japanese is written without spaces between words (as Japanese is), unless the corpus asks for
+word-segmented transcripts (`segmented=True`: words separated by spaces, like the morpheme-segmented
+transcripts of Japanese corpora); every other language joins words with a space. CER scoring removes
+all whitespace (zipasr.scoring), so segmentation does not change a Japanese score.
 """
 from __future__ import annotations
 
@@ -75,19 +77,21 @@ def word_list(lang: str, vocab_words: int) -> tuple[str, ...]:
     return tuple(words)
 
 
-def join_words(lang: str, words: list[str]) -> str:
-    return ("" if lang in NO_SPACE else " ").join(words)
+def join_words(lang: str, words: list[str], segmented: bool = False) -> str:
+    """`words` as one sentence: no separator for NO_SPACE languages unless `segmented`."""
+    return ("" if lang in NO_SPACE and not segmented else " ").join(words)
 
 
 class SentenceSampler:
     """Random sentences of one language, never repeating a sentence it has already produced.
 
     `exclude` holds sentences that must never be produced (e.g. the test sets' sentences when
-    sampling LLM pretraining text).
+    sampling LLM pretraining text). `segmented`: separate words by spaces even in a NO_SPACE language.
     """
 
     def __init__(self, lang: str, vocab_words: int, min_words: int, max_words: int,
-                 rng: np.random.Generator, exclude: set[str] | frozenset[str] = frozenset()):
+                 rng: np.random.Generator, exclude: set[str] | frozenset[str] = frozenset(),
+                 segmented: bool = False):
         if not 1 <= min_words <= max_words:
             raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
         self.lang = lang
@@ -96,13 +100,14 @@ class SentenceSampler:
         self.probs = weights / weights.sum()
         self.min_words, self.max_words = min_words, max_words
         self.rng = rng
+        self.segmented = segmented
         self.seen: set[str] = set(exclude)
 
     def sample(self) -> str:
         for _ in range(1000):
             n = int(self.rng.integers(self.min_words, self.max_words + 1))
             idx = self.rng.choice(len(self.words), size=n, p=self.probs)
-            sentence = join_words(self.lang, [self.words[i] for i in idx])
+            sentence = join_words(self.lang, [self.words[i] for i in idx], self.segmented)
             if sentence not in self.seen:
                 self.seen.add(sentence)
                 return sentence
