@@ -98,8 +98,9 @@ def test_decode_config_with_unknown_key_is_an_error(tmp_path):
         main(["--config", str(conf), "--exp_dir", "x", "--data_dir", "y", "--out_dir", "z"])
 
 
-def test_decode_cli_passes_the_length_penalty_to_beam_search(runs, tmp_path, monkeypatch):
-    from zipasr.bin.decode import main
+@pytest.fixture
+def generate_calls(monkeypatch):
+    """The keyword arguments of every SpeechLLM.generate call (which still runs)."""
     from zipasr.model.speech_llm import SpeechLLM
 
     calls = []
@@ -110,11 +111,33 @@ def test_decode_cli_passes_the_length_penalty_to_beam_search(runs, tmp_path, mon
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(SpeechLLM, "generate", spy)
-    common = ["--exp_dir", str(runs["stage2"]), "--data_dir", str(runs["data"]), "--max_new_tokens", "6",
-              "--batch_size", "4"]
+    return calls
+
+
+def _decode_args(runs):
+    return ["--exp_dir", str(runs["stage2"]), "--data_dir", str(runs["data"]), "--max_new_tokens", "6",
+            "--batch_size", "4"]
+
+
+def test_decode_cli_passes_the_length_penalty_to_beam_search(runs, tmp_path, generate_calls):
+    from zipasr.bin.decode import main
+
+    calls, common = generate_calls, _decode_args(runs)
     assert main([*common, "--out_dir", str(tmp_path / "beam"), "--beam", "3", "--length_penalty", "0.5"]) == 0
     assert calls and all(c["num_beams"] == 3 and c["length_penalty"] == 0.5 for c in calls)
     assert "beam 3 (length penalty 0.5)" in (tmp_path / "beam" / "decode.log").read_text()
     calls.clear()  # greedy search has no length penalty: none is passed (transformers would warn)
     assert main([*common, "--out_dir", str(tmp_path / "greedy"), "--length_penalty", "0.5"]) == 0
     assert calls and all(c["num_beams"] == 1 and "length_penalty" not in c for c in calls)
+
+
+def test_decode_cli_passes_no_repeat_ngram_size(runs, tmp_path, generate_calls):
+    from zipasr.bin.decode import main
+
+    calls, common = generate_calls, _decode_args(runs)
+    assert main([*common, "--out_dir", str(tmp_path / "ngram"), "--no_repeat_ngram_size", "4"]) == 0
+    assert calls and all(c["no_repeat_ngram_size"] == 4 for c in calls)
+    assert "no repeated 4-grams" in (tmp_path / "ngram" / "decode.log").read_text()
+    calls.clear()  # 0 (the default) passes nothing: transformers' own default applies
+    assert main([*common, "--out_dir", str(tmp_path / "plain")]) == 0
+    assert calls and all("no_repeat_ngram_size" not in c for c in calls)

@@ -53,6 +53,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="beam search only: hypotheses are ranked by log-probability / length**length_penalty "
                         "(transformers' length_penalty; 1 = per-token average, 0 = total log-probability, "
                         "which favours shorter hypotheses)")
+    p.add_argument("--no_repeat_ngram_size", type=int, default=0,
+                   help="never generate an n-gram of this many tokens twice in one hypothesis (transformers' "
+                        "no_repeat_ngram_size; cuts repetition loops; 0 = off)")
     p.add_argument("--batch_size", type=int, default=16, help="utterances per batch (sorted by length)")
     p.add_argument("--max_new_tokens", type=int, default=200, help="longest transcript in tokens")
     p.add_argument("--max_len_ratio", type=float, default=0.0,
@@ -139,7 +142,9 @@ def decode(args: argparse.Namespace) -> dict:
             texts = model.generate(batch.feats, batch.feat_lens, lang_ids, max_new_tokens=args.max_new_tokens,
                                    num_beams=args.beam, segment_frames=segment_frames,
                                    max_len_ratio=args.max_len_ratio,
-                                   **({"length_penalty": args.length_penalty} if args.beam > 1 else {}))
+                                   **({"length_penalty": args.length_penalty} if args.beam > 1 else {}),
+                                   **({"no_repeat_ngram_size": args.no_repeat_ngram_size}
+                                      if args.no_repeat_ngram_size > 0 else {}))
             if args.dump_embeddings:
                 with model.lang_state.bound(lang_ids):
                     pooled = model.encoder.utterance_embeddings(batch.feats, batch.feat_lens, segment_frames or None)
@@ -167,7 +172,8 @@ def decode(args: argparse.Namespace) -> dict:
              "rtf": elapsed / max(audio_s, 1e-9)}
     summary = (f"decoded {stats['utterances']} utterances of {args.data_dir} in {elapsed:.1f} s: "
                f"{stats['utt_per_s']:.2f} utt/s, RTF {stats['rtf']:.3f} (regime {regime}, beam {args.beam}"
-               f"{f' (length penalty {args.length_penalty:g})' if args.beam > 1 else ''}, "
+               f"{f' (length penalty {args.length_penalty:g})' if args.beam > 1 else ''}"
+               f"{f', no repeated {args.no_repeat_ngram_size}-grams' if args.no_repeat_ngram_size > 0 else ''}, "
                f"batch {args.batch_size}, attention {model.llm.config._attn_implementation})")
     if detector is not None:
         reference = {data.utterances[i].utt: data.utterances[i].lang for i in indices if data.utterances[i].lang}
