@@ -129,6 +129,12 @@ def decode(args: argparse.Namespace) -> dict:
     n_frames = 0
     start = time.perf_counter()
     bar = tqdm(total=len(indices), desc="decode", unit="utt", dynamic_ncols=True)
+    # Optional search settings, passed only when they apply (transformers warns about unused ones).
+    search_options = {}
+    if args.beam > 1:
+        search_options["length_penalty"] = args.length_penalty
+    if args.no_repeat_ngram_size > 0:
+        search_options["no_repeat_ngram_size"] = args.no_repeat_ngram_size
     for k in range(0, len(indices), args.batch_size):
         chunk = indices[k:k + args.batch_size]
         batch = data.collate([[i] for i in chunk]).to(device)
@@ -141,10 +147,7 @@ def decode(args: argparse.Namespace) -> dict:
                                  for i, lang in zip(chunk, lang_ids.tolist()))
             texts = model.generate(batch.feats, batch.feat_lens, lang_ids, max_new_tokens=args.max_new_tokens,
                                    num_beams=args.beam, segment_frames=segment_frames,
-                                   max_len_ratio=args.max_len_ratio,
-                                   **({"length_penalty": args.length_penalty} if args.beam > 1 else {}),
-                                   **({"no_repeat_ngram_size": args.no_repeat_ngram_size}
-                                      if args.no_repeat_ngram_size > 0 else {}))
+                                   max_len_ratio=args.max_len_ratio, **search_options)
             if args.dump_embeddings:
                 with model.lang_state.bound(lang_ids):
                     pooled = model.encoder.utterance_embeddings(batch.feats, batch.feat_lens, segment_frames or None)
