@@ -39,6 +39,8 @@ def test_unknown_or_mistyped_config_key_is_an_error(tmp_path, capsys):
         load_experiment_config(None, ["train.stage=2"])
     with pytest.raises(ConfigError, match="model.encoder_adaptor"):
         load_experiment_config(None, ["model.encoder_adaptor.rank=4"])
+    with pytest.raises(ConfigError, match="data.lang_alpha"):
+        load_experiment_config(None, ["data.lang_alpha=2.0"])
     assert not (tmp_path / "exp").exists()
 
 

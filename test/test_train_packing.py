@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from zipasr.train.packing import BatchOrder, pack_rows
+from zipasr.train.packing import BatchOrder, language_sample, pack_rows
 from zipasr.train.schedule import build_scheduler, warmup_cosine
 
 
@@ -65,6 +65,46 @@ def test_batch_order_ranks_split_the_global_batch():
 def test_batch_order_too_little_data_is_an_error():
     with pytest.raises(ValueError, match="global batch"):
         BatchOrder([10, 10], ["en", "de"], 100, batch_size=4)
+
+
+def test_language_sample_follows_tempered_shares_and_repeats_evenly():
+    langs = ["en"] * 1000 + ["pt"] * 30 + ["ja"] * 10
+    rng = np.random.default_rng(0)
+    assert language_sample(langs, 1.0, rng) == list(range(len(langs)))  # alpha 1: every utterance once
+    picked = language_sample(langs, 0.5, rng)
+    counts = {lang: sum(langs[i] == lang for i in picked) for lang in ("en", "pt", "ja")}
+    shares = np.sqrt(np.array([1000, 30, 10]) / 1040)
+    expected = np.rint(1040 * shares / shares.sum()).astype(int).tolist()
+    assert [counts["en"], counts["pt"], counts["ja"]] == expected == [817, 141, 82]
+    # the rare languages are repeated evenly: each utterance floor or ceil of count / n times
+    ja_times = np.bincount([i - 1030 for i in picked if langs[i] == "ja"], minlength=10)
+    assert ja_times.max() - ja_times.min() <= 1 and ja_times.min() == 82 // 10
+    # the common one is subsampled without repeats
+    en = [i for i in picked if langs[i] == "en"]
+    assert len(set(en)) == len(en)
+    equal = language_sample(langs, 0.0, rng)  # alpha 0: the same share for every language
+    assert [sum(langs[i] == lang for i in equal) for lang in ("en", "pt", "ja")] == [347, 347, 347]
+    with pytest.raises(ValueError, match="alpha"):
+        language_sample(langs, 1.5, rng)
+
+
+def test_batch_order_lang_alpha_keeps_rows_monolingual_and_upsamples_rare_languages():
+    lengths, langs = _corpus(n=600)
+    plain = BatchOrder(lengths, langs, 1024, batch_size=4, seed=0)
+    # alpha 1 is the unsampled order: every utterance once, as pack_rows gives it
+    rows = plain.global_batches(0)[0]
+    assert rows == pack_rows(lengths, langs, 1024, np.random.default_rng([0, 0]))
+    tempered = BatchOrder(lengths, langs, 1024, batch_size=4, seed=0, lang_alpha=0.3)
+    rows = tempered.global_batches(0)[0]
+    flat = [i for row in rows for i in row]
+    for row in rows:
+        assert len({langs[i] for i in row}) == 1 and sum(lengths[i] for i in row) <= 1024
+    share = lambda items, lang: sum(langs[i] == lang for i in items) / len(items)
+    assert share(flat, "zh") > 2 * share(range(len(langs)), "zh")
+    assert share(flat, "en") < share(range(len(langs)), "en")
+    assert tempered.global_batches(1)[0] != rows  # every epoch draws anew
+    with pytest.raises(ValueError, match="alpha"):
+        BatchOrder(lengths, langs, 1024, batch_size=4, lang_alpha=-0.1)
 
 
 def test_warmup_cosine_schedule():

@@ -28,6 +28,9 @@ class DataConfig:
     batch_size: int | None = None  # packed rows per micro-batch per process (None: 16 chunked, 10 full context)
     cache_features: bool = True  # read every feature matrix into memory once (no disk I/O in the loop)
     max_frames: int | None = None  # drop longer utterances (None: 3000 in the full regime, no limit chunked)
+    # Language sampling, not the paper's: each epoch draws language l with a share proportional to
+    # (n_l / N)^alpha (zipasr.train.packing). 1: every utterance once (the paper); 0.5 as in XLS-R
+    lang_alpha: float = 1.0
 
 
 @dataclass
@@ -81,6 +84,8 @@ class ExperimentConfig:
         for key in ("save_every", "keep_last", "avg_last", "log_every", "max_bad_steps"):
             if getattr(self.train, key) <= 0:
                 raise ConfigError(f"config key 'train.{key}' must be positive")
+        if not 0.0 <= self.data.lang_alpha <= 1.0:
+            raise ConfigError(f"config key 'data.lang_alpha' must be in [0, 1], got {self.data.lang_alpha}")
         if self.optim.grad_accum <= 0:
             raise ConfigError("config key 'optim.grad_accum' must be positive")
         if len(self.optim.betas) != 2:

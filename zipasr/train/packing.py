@@ -10,6 +10,11 @@ Everything is a pure function of (seed, epoch), so the order needs no saved stat
 {"epoch", "index"}. With W processes, every micro-step takes one *global* micro-batch of W x batch_size
 rows and process r trains on rows [r*batch_size, (r+1)*batch_size): one process with batch_size B*W sees
 exactly the rows that W processes with batch_size B see together.
+
+Language sampling (`lang_alpha` < 1, not the paper's): each epoch draws its utterances so that language l
+makes up a share proportional to (n_l / N)^alpha of them (the temperature sampling of XLS-R and mSLAM):
+rare languages are repeated, common ones subsampled, and the epoch keeps its size N. alpha = 1 is the
+data's own shares (every utterance once), alpha = 0 gives every language the same share.
 """
 from __future__ import annotations
 
@@ -59,6 +64,31 @@ def pack_rows(lengths: Sequence[int], langs: Sequence[str], max_tokens: int,
     return [rows[k] for k in rng.permutation(len(rows)).tolist()]
 
 
+def language_sample(langs: Sequence[str], alpha: float, rng: np.random.Generator) -> list[int]:
+    """Indices (into `langs`, with repeats) of one epoch whose language shares follow (n_l / N)^alpha.
+
+    Language l gets c_l = round(N * q_l) draws, q_l = (n_l/N)^alpha / sum_k (n_k/N)^alpha: every one of
+    its utterances floor(c_l / n_l) times, plus a random subset (without repeats) for the rest, so a
+    repeated language repeats each utterance evenly. Returns the indices sorted.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"language sampling alpha must be in [0, 1], got {alpha}")
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for i, lang in enumerate(langs):
+        by_lang[lang].append(i)
+    names = sorted(by_lang)
+    total = len(langs)
+    weights = np.array([(len(by_lang[lang]) / total) ** alpha for lang in names])
+    counts = np.rint(total * weights / weights.sum()).astype(int)
+    chosen: list[int] = []
+    for lang, count in zip(names, counts.tolist()):
+        members = np.asarray(by_lang[lang])
+        repeats, rest = divmod(max(count, 1), len(members))
+        chosen += np.tile(members, repeats).tolist()
+        chosen += members[rng.permutation(len(members))[:rest]].tolist()
+    return sorted(chosen)
+
+
 class BatchOrder:
     """The deterministic, resumable sequence of micro-batches of one process.
 
@@ -67,12 +97,13 @@ class BatchOrder:
         max_tokens: row budget. batch_size: rows per micro-batch per process.
         world_size, rank: this process's share of each global micro-batch.
         seed: epoch e packs and shuffles with np.random.default_rng([seed, e]).
+        lang_alpha: language sampling exponent (1: every utterance once per epoch; see the module doc).
     Global micro-batches that cannot be filled completely (the end of an epoch) are dropped, so that
     every process runs the same number of steps.
     """
 
     def __init__(self, lengths: Sequence[int], langs: Sequence[str], max_tokens: int, batch_size: int,
-                 world_size: int = 1, rank: int = 0, seed: int = 0):
+                 world_size: int = 1, rank: int = 0, seed: int = 0, lang_alpha: float = 1.0):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -84,6 +115,9 @@ class BatchOrder:
         self.world_size = world_size
         self.rank = rank
         self.seed = seed
+        if not 0.0 <= lang_alpha <= 1.0:
+            raise ValueError(f"language sampling alpha must be in [0, 1], got {lang_alpha}")
+        self.lang_alpha = lang_alpha
         self.epoch = 0
         self.index = 0  # next global micro-batch within `epoch`
         self._cache: tuple[int, list[list[list[int]]]] | None = None
@@ -95,7 +129,13 @@ class BatchOrder:
 
     def global_batches(self, epoch: int) -> tuple[list[list[int]], list[list[list[int]]]]:
         """(all rows of `epoch`, its global micro-batches as lists of rows)."""
-        rows = pack_rows(self.lengths, self.langs, self.max_tokens, np.random.default_rng([self.seed, epoch]))
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.lang_alpha == 1.0:  # no draw from rng: the order of alpha = 1 does not depend on sampling
+            rows = pack_rows(self.lengths, self.langs, self.max_tokens, rng)
+        else:
+            picked = language_sample(self.langs, self.lang_alpha, rng)
+            rows = pack_rows([self.lengths[i] for i in picked], [self.langs[i] for i in picked], self.max_tokens, rng)
+            rows = [[picked[j] for j in row] for row in rows]
         n = self.batch_size * self.world_size
         return rows, [rows[k:k + n] for k in range(0, len(rows) - n + 1, n)]
 

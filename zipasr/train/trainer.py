@@ -27,6 +27,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -321,16 +322,22 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
         logger.warning("%d utterances are longer than data.max_tokens=%d; each gets a row of its own",
                        over, cfg.data.max_tokens)
     order = BatchOrder(lengths, [u.lang for u in dataset.utterances], cfg.data.max_tokens, cfg.batch_size,
-                       world, rank, seed=cfg.train.seed)
+                       world, rank, seed=cfg.train.seed, lang_alpha=cfg.data.lang_alpha)
     gas = cfg.optim.grad_accum
     steps_per_epoch = order.batches_per_epoch() // gas
     total_steps = cfg.train.max_steps or max(1, steps_per_epoch * cfg.train.epochs)
-    rows_per_epoch = len(order.global_batches(0)[0])
-    real = sum(lengths)
+    epoch_rows = order.global_batches(0)[0]
+    rows_per_epoch = len(epoch_rows)
+    real = sum(lengths[i] for row in epoch_rows for i in row)
     logger.info("%s: %d utterances -> %d packed rows (%.1f%% of %d-token rows filled), %d steps/epoch, "
                 "%d steps of %d rows x %d micro-batches x %d processes",
                 cfg.data.train_dir, len(dataset), rows_per_epoch, 100.0 * real / (rows_per_epoch * cfg.data.max_tokens),
                 cfg.data.max_tokens, steps_per_epoch, total_steps, cfg.batch_size, gas, world)
+    if cfg.data.lang_alpha != 1.0:
+        drawn = [dataset.utterances[i].lang for row in epoch_rows for i in row]
+        logger.info("language sampling (data.lang_alpha=%g), utterances per epoch: %s", cfg.data.lang_alpha,
+                    ", ".join(f"{lang} {drawn.count(lang)}/{n}" for lang, n in
+                              sorted(Counter(u.lang for u in dataset.utterances).items())))
     valid = load_dataset(cfg, model, cfg.data.valid_dir) if cfg.data.valid_dir else None
 
     # --- engine
