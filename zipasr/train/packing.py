@@ -115,9 +115,7 @@ class BatchOrder:
         self.world_size = world_size
         self.rank = rank
         self.seed = seed
-        if not 0.0 <= lang_alpha <= 1.0:
-            raise ValueError(f"language sampling alpha must be in [0, 1], got {lang_alpha}")
-        self.lang_alpha = lang_alpha
+        self.lang_alpha = lang_alpha  # checked by language_sample when the first epoch is drawn below
         self.epoch = 0
         self.index = 0  # next global micro-batch within `epoch`
         self._cache: tuple[int, list[list[list[int]]]] | None = None
