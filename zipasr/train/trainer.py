@@ -334,9 +334,9 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
                 cfg.data.train_dir, len(dataset), rows_per_epoch, 100.0 * real / (rows_per_epoch * cfg.data.max_tokens),
                 cfg.data.max_tokens, steps_per_epoch, total_steps, cfg.batch_size, gas, world)
     if cfg.data.lang_alpha != 1.0:
-        drawn = [dataset.utterances[i].lang for row in epoch_rows for i in row]
+        drawn = Counter(dataset.utterances[i].lang for row in epoch_rows for i in row)
         logger.info("language sampling (data.lang_alpha=%g), utterances per epoch: %s", cfg.data.lang_alpha,
-                    ", ".join(f"{lang} {drawn.count(lang)}/{n}" for lang, n in
+                    ", ".join(f"{lang} {drawn[lang]}/{n}" for lang, n in
                               sorted(Counter(u.lang for u in dataset.utterances).items())))
     valid = load_dataset(cfg, model, cfg.data.valid_dir) if cfg.data.valid_dir else None
 
