@@ -37,6 +37,20 @@ def test_radar_and_relative_bars(tmp_path):
         plot_radar({"a": {"en": 1.0, "fr": 2.0, "zh": 3.0}, "b": {"en": 1.0}}, tmp_path / "x.png")
 
 
+def test_relative_bars_wrap_many_columns_onto_rows(tmp_path):
+    # 24 columns x 10 methods (the --full table with language-agnostic columns): two rows of 12
+    # groups, a page wide, not one 70-inch strip
+    cols = [f"test_all ({i:02d})" for i in range(24)]
+    changes = {f"method {m}": {c: float((m * 7 + i) % 11 - 5) for i, c in enumerate(cols)} for m in range(10)}
+    wrapped = mpimg.imread(plot_relative_change(changes, tmp_path / "wrapped.png"))
+    one_row = mpimg.imread(plot_relative_change(changes, tmp_path / "one_row.png", max_groups_per_row=24))
+    assert wrapped.shape[1] < 4000 < one_row.shape[1]  # pixels at 150 dpi
+    assert wrapped.shape[0] > 1.6 * one_row.shape[0]
+    assert_png(tmp_path / "wrapped.png")
+    with pytest.raises(ValueError, match="max_groups_per_row"):
+        plot_relative_change(changes, tmp_path / "x.png", max_groups_per_row=0)
+
+
 def test_cosine_heatmap(tmp_path):
     emb = np.random.default_rng(0).normal(size=(5, 8))
     assert_png(plot_cosine_heatmap(emb, ["en", "fr", "de", "ja", "ko"], tmp_path / "cos.png"))
@@ -86,5 +100,10 @@ def test_plot_cli_on_fixture_tree(tmp_path, capsys):
                      "relative_full.png", "tsne_stage2_vanilla.png"]
     for name in names:
         assert_png(out / name)
+    # --results alone (no --tsne): the tables' figures, and a clean exit
+    only = tmp_path / "only_results"
+    assert plot_cli.main(["--results", str(TREE), "--out", str(only)]) == 0
+    assert sorted(p.name for p in only.iterdir()) == names[:4]
+    assert plot_cli.unique_tags([]) == []
     assert plot_cli.main(["--results", str(TREE), "--out", str(out), "--baseline", "nope"]) == 1
     assert "plot: error: baseline method 'nope' not found" in capsys.readouterr().err

@@ -81,32 +81,44 @@ def plot_radar(scores: dict[str, dict[str, float]], path: str | Path, title: str
 
 
 def plot_relative_change(changes: dict[str, dict[str, float]], path: str | Path,
-                         title: str = "") -> Path:
+                         title: str = "", max_groups_per_row: int = 12) -> Path:
     """Grouped bars of relative change in percent, one group per axis label, one bar per method
     (paper Fig. 6; positive = fewer errors than the baseline). Missing values leave a gap.
 
-    changes: {method label: {axis label: relative change in percent}}.
+    changes: {method label: {axis label: relative change in percent}}. More than
+    `max_groups_per_row` groups wrap onto further rows (one shared y axis), so that a table of
+    24 columns and 10 methods stays a readable page rather than a 70-inch strip.
     """
     if not changes:
         raise ValueError("plot_relative_change: no methods to plot")
+    if max_groups_per_row < 1:
+        raise ValueError(f"plot_relative_change: max_groups_per_row must be >= 1, got {max_groups_per_row}")
     labels = []
     for row in changes.values():
         labels += [a for a in row if a not in labels]
     n = len(changes)
     width = 0.8 / n
-    x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) * max(1, n / 3)), 4.0))
-    for i, ((method, row), color) in enumerate(zip(changes.items(), _colors(n))):
-        vals = [row.get(a, np.nan) for a in labels]
-        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=method, color=color)
-    ax.axhline(0.0, color="black", linewidth=0.8)
+    n_rows = -(-len(labels) // max_groups_per_row)
+    per_row = -(-len(labels) // n_rows)  # balanced rows
+    fig_w = max(6.0, 0.12 * (n + 2) * per_row + 2.5)  # ~0.12 in per bar, room for the legend
+    fig, axes = plt.subplots(n_rows, 1, figsize=(fig_w, 3.6 * n_rows), sharey=True, squeeze=False,
+                             gridspec_kw={"hspace": 0.55})  # room for the tilted labels
     long_labels = max(len(a) for a in labels) > 6  # tilt them so neighbours do not overlap
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
-    ax.set_ylabel("relative change (%)")
-    ax.set_title(title or "Relative change vs baseline (positive = better)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    for r, ax in enumerate(axes[:, 0]):
+        row_labels = labels[r * per_row:(r + 1) * per_row]
+        x = np.arange(len(row_labels))
+        for i, ((method, row), color) in enumerate(zip(changes.items(), _colors(n))):
+            vals = [row.get(a, np.nan) for a in row_labels]
+            ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=method, color=color)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(x)
+        ax.set_xticklabels(row_labels, rotation=30 if long_labels else 0,
+                           ha="right" if long_labels else "center")
+        ax.set_xlim(-0.6, per_row - 0.4)  # the same bar width on every row
+        ax.set_ylabel("relative change (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_title(title or "Relative change vs baseline (positive = better)")
+    axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 

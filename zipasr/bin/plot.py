@@ -91,6 +91,8 @@ def unique_tags(paths: list[str]) -> list[str]:
     """Shortest path tails (without suffix, joined by "_") that tell the files apart:
     [a/stage2_vanilla/d/embeddings.npz, a/stage2_zipper_soft/d/embeddings.npz] ->
     [stage2_vanilla_d_embeddings, stage2_zipper_soft_d_embeddings]."""
+    if not paths:
+        return []
     parts = [Path(p).with_suffix("").parts for p in paths]
     for k in range(1, max(len(x) for x in parts) + 1):
         tags = ["_".join(x[-k:]) for x in parts]
