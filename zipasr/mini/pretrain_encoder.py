@@ -47,9 +47,8 @@ class EncoderPretrainConfig:
     heads: int = 4
     ffn_dim: int = 1024
     dropout: float = 0.0
-    # transformers attention kernel (not saved with the checkpoint). eager trains these d=256 layers 1.2-1.5x
-    # faster than sdpa on CPU (bench_speech_llm.py attention) but changes the numerics, hence the trajectory;
-    # the recipe's measured runs used sdpa (README.md: the eager trial)
+    # transformers attention kernel of training only (not saved with the checkpoint). eager trains these small
+    # layers 1.2-1.5x faster than sdpa on CPU (bench_speech_llm.py attention); the mini recipe uses it
     attn_implementation: str = "sdpa"
     # optimisation
     steps: int = 1000
