@@ -74,6 +74,17 @@ def test_librispeech_recipe_stages_1_2(tmp_path):
     assert printed[2].startswith("-m zipasr.bin.train --config conf/train_stage2_zipper_soft_initb.yaml "
                                  "--exp_dir exp/stage2_zipper_soft_initb --resume --set model.init_from=exp/stage1 ")
     assert "--set model.encoder_adapter.init_b_from=exp/stage2_zipper_soft" in printed[2]
+    # a .done marker counts only with its run's dir: the echo launcher made none, so the runs are redone ...
+    r = subprocess.run(stage34 + ["--methods", "zipper_soft"], cwd=recipe, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "exp/.stage1.done exists but exp/stage1 does not: running it again" in r.stderr
+    assert len(r.stdout.splitlines()) == 2
+    # ... and skipped once the dirs exist
+    (recipe / "exp" / "stage1").mkdir()
+    (recipe / "exp" / "stage2_zipper_soft").mkdir()
+    r = subprocess.run(stage34 + ["--methods", "zipper_soft"], cwd=recipe, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "", r.stderr[-2000:]
+    assert "exp/stage1 is done, skipped" in r.stderr and "exp/stage2_zipper_soft is done, skipped" in r.stderr
     (recipe / "exp" / ".stage2_zipper_soft.done").unlink()
     (recipe / "exp" / ".stage2_zipper_soft_initb.done").unlink()
     r = subprocess.run(stage34 + ["--methods", "zipper_soft_initb"], cwd=recipe, env=env, capture_output=True,

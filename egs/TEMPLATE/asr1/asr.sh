@@ -77,6 +77,13 @@ run() {
 # .done marker is written only when it succeeded: a rerun skips it, a killed one is redone (resumed).
 . utils/job_pool.sh
 pool_init "${jobs}"
+# A finished run is its .done marker AND its dir: a marker whose dir was moved or removed is stale (the
+# run is redone, not skipped into a decode of a missing model).
+is_done() {  # is_done MARKER DIR
+  [ -f "$1" ] || return 1
+  if [ -d "$2" ]; then return 0; fi
+  log "WARNING: $1 exists but $2 does not: running it again"; rm -f "$1"; return 1
+}
 train_stage2() {  # train_stage2 METHOD OVERRIDES...
   local M=$1; shift
   run ${launcher} -m zipasr.bin.train --config "conf/train_stage2_${M}.yaml" --exp_dir "${expdir}/stage2_${M}" \
@@ -138,7 +145,7 @@ set_args() { local o; for o in "$@"; do printf -- '--set\n%s\n' "${o}"; done; }
 # ---------------------------------------------------------------- stage 3: Stage-1 training
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 3: Stage-1 training (alignment) on ${stage1_train_set}"
-  if [ -f "${expdir}/.stage1.done" ]; then log "${expdir}/stage1 is done, skipped"; else
+  if is_done "${expdir}/.stage1.done" "${expdir}/stage1"; then log "${expdir}/stage1 is done, skipped"; else
     mapfile -t overrides < <(set_args "data.train_dir=${data_feats}/${stage1_train_set}" \
       "data.valid_dir=$(valid_dir "${stage1_valid_set}")" "${lang_override}" ${train_overrides})
     run ${launcher} -m zipasr.bin.train --config conf/train_stage1.yaml --exp_dir "${expdir}/stage1" --resume \
@@ -152,7 +159,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   # zipper_soft first: Initial-B starts from its run, and a job pool should not sit idle waiting for it
   for M in $(printf '%s\n' ${methods} | grep -x zipper_soft; printf '%s\n' ${methods} | grep -vx zipper_soft); do
     log "Stage 4: Stage-2 training, encoder adapter ${M}, on ${train_set}"
-    if [ -f "${expdir}/.stage2_${M}.done" ]; then log "${expdir}/stage2_${M} is done, skipped"; continue; fi
+    if is_done "${expdir}/.stage2_${M}.done" "${expdir}/stage2_${M}"; then log "${expdir}/stage2_${M} is done, skipped"; continue; fi
     # Initial-B warm-starts from the converged Zipper-Soft run of this recipe.
     extra=
     if [[ ${M} == *initb* ]]; then

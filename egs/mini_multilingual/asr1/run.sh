@@ -30,7 +30,7 @@ full=false    # every method and both encoder regimes (~3 h)
 micro=false   # CI's configuration: a few utterances and steps (< 5 min)
 nj=2          # processes of the synthesis and the feature dump
 threads=2     # torch threads of training and decoding (1 on a machine shared with other jobs)
-jobs=         # stages 7-8: Stage-2 trainings / decodes side by side, each with threads/jobs threads;
+jobs=         # stages 3+4 and 7-8: the pretrainings, Stage-2 trainings, decodes side by side, each with threads/jobs threads;
               # default 2 (1 with --threads 1). Tiny models use 2 threads poorly: two 1-thread jobs do
               # ~1.3x (training) to ~1.7x (decoding) the work of one 2-thread job (BENCHMARKS.md, section 6)
 seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~8-11 min at the default size)
@@ -136,18 +136,43 @@ if todo 2; then
   finish "features"
 fi
 
-if todo 3; then
-  begin 3 "tokenizer and tiny Qwen3 text pretraining"
-  run python -m zipasr.bin.pretrain_llm --config conf/pretrain_llm.yaml ${llm_opts} --set threads=${threads} \
+# Stages 3 and 4 are independent (the LLM reads text, the encoder audio): with --jobs 2 they run side by
+# side, 1 thread each (logs: exp/pretrained/{qwen3_tiny,whisper_tiny}.log), which costs about the wall time
+# of the LLM alone; the encoder's steps (conf/pretrain_encoder.yaml) are sized to end with it.
+# A stage run alone (--jobs 1, or the other one done) gets all threads; --threads 1 and the default give the
+# same models here (1 thread each), --jobs 1 with 2 threads other ones (float sums differ).
+pretrain_llm() {  # pretrain_llm THREADS
+  run python -m zipasr.bin.pretrain_llm --config conf/pretrain_llm.yaml ${llm_opts} --set threads="$1" \
     --text_dir data/local/lm_text --out_dir exp/pretrained/qwen3_tiny --languages ${all_langs}
-  finish "tokenizer + LLM pretraining"
-fi
-
-if todo 4; then
-  begin 4 "tiny Whisper encoder CTC pretraining on the source languages"
-  run python -m zipasr.bin.pretrain_encoder --config conf/pretrain_encoder.yaml ${encoder_opts} --set threads=${threads} \
+  touch exp/.stage3.done
+}
+pretrain_encoder() {  # pretrain_encoder THREADS
+  run python -m zipasr.bin.pretrain_encoder --config conf/pretrain_encoder.yaml ${encoder_opts} --set threads="$1" \
     --train_data dump/train_source --dev_data dump/dev_source --out_dir exp/pretrained/whisper_tiny
-  finish "encoder CTC pretraining"
+  touch exp/.stage4.done
+}
+do3=false; do4=false
+if todo 3; then do3=true; fi
+if todo 4; then do4=true; fi
+if ${do3} && ${do4} && [ "${jobs}" -ge 2 ]; then
+  begin 3+4 "tokenizer + tiny Qwen3 text pretraining beside the tiny Whisper encoder's CTC pretraining"
+  pool_run exp/pretrained/qwen3_tiny.log pretrain_llm "${job_threads}"
+  pool_run exp/pretrained/whisper_tiny.log pretrain_encoder "${job_threads}"
+  pool_wait || { log "ERROR: a pretraining failed (its log is above); a rerun redoes only that one"; exit 1; }
+  # one row for the pair (the table's total adds rows); each one's own time is in its train_log.tsv
+  printf '%s\t%s\t%s\n' "3+4" "$(( $(date +%s) - stage_t0 ))" \
+    "tokenizer + LLM pretraining beside encoder CTC pretraining (${job_threads} thread each)" >> "${times}"
+else
+  if ${do3}; then
+    begin 3 "tokenizer and tiny Qwen3 text pretraining"
+    pretrain_llm "${threads}"
+    finish "tokenizer + LLM pretraining"
+  fi
+  if ${do4}; then
+    begin 4 "tiny Whisper encoder CTC pretraining on the source languages"
+    pretrain_encoder "${threads}"
+    finish "encoder CTC pretraining"
+  fi
 fi
 
 if todo 5; then
@@ -190,7 +215,7 @@ if todo 7; then
     src=exp/${regime}/stage2_independent
     for M in ${sibling_methods}; do
       # the same marker as asr.sh's Stage-2 runs: a killed run resumes at the first unfinished method
-      if [ -f "exp/${regime}/.stage2_${M}.done" ]; then log "exp/${regime}/stage2_${M} is done, skipped"; continue; fi
+      if [ -f "exp/${regime}/.stage2_${M}.done" ] && [ -d "exp/${regime}/stage2_${M}" ]; then log "exp/${regime}/stage2_${M} is done, skipped"; continue; fi
       case ${M} in
         lors) run python -m zipasr.bin.lors_merge --config conf/lors.yaml --src_exp "${src}" \
                 --exp_dir "exp/${regime}/stage2_lors" ;;

@@ -121,7 +121,7 @@ def main(argv=None):
     rows, total, seeded = [], 0, 0
     times = exp / "stage_times.tsv"
     if times.is_file():
-        for line in sorted(times.read_text().splitlines(), key=lambda x: int(x.split("\t")[0])):
+        for line in sorted(times.read_text().splitlines(), key=lambda x: int(x.split("\t")[0].split("+")[0])):  # "3+4": side by side
             stage, seconds, title = line.split("\t")
             rows.append([stage, title, f"{int(seconds) / 60:.1f}"])
             total += int(seconds)
