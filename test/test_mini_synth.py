@@ -163,3 +163,13 @@ def test_synthesised_corpus_validates_and_is_deterministic(tmp_path):
     assert again.text == train.text and again.utt2spk == train.utt2spk and again.utt2dur == train.utt2dur
     for utt in train.utt_ids:
         assert Path(train.wav_scp[utt]).read_bytes() == Path(again.wav_scp[utt]).read_bytes()
+
+
+def test_a_failed_audio_write_names_the_file_and_utterance(tmp_path):
+    """libsndfile reports a full disk as "System error.": the error names the file, the utterance, the free space."""
+    from zipasr.mini.synth import Speaker, Utterance, _synth_batch
+
+    path = tmp_path / "no_such_dir" / "u1.wav"   # not writable: its directory does not exist
+    utt = Utterance("en_u1", "en", "hello world", Speaker("spk1", "en+m1", 170, 50, 100), str(path))
+    with pytest.raises(OSError, match=r"cannot write .*u1\.wav for utterance en_u1 .*GiB free there"):
+        _synth_batch(([utt], 16000))

@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import logging
 import multiprocessing
+import shutil
 import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -255,7 +256,14 @@ def _synth_batch(args: tuple[list[Utterance], int]) -> list[tuple[str, int]]:
         wav = audio.astype(np.float32) / 32768.0
         if ratio != 1:
             wav = resample_poly(wav, ratio.numerator, ratio.denominator).astype(np.float32)
-        soundfile.write(u.path, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")
+        try:
+            soundfile.write(u.path, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")
+        except (soundfile.LibsndfileError, OSError) as e:
+            # libsndfile says only "System error." when the disk is full: name the file and the likely cause
+            existing = next(d for d in Path(u.path).absolute().parents if d.exists())
+            free = shutil.disk_usage(existing).free / 2**30
+            raise OSError(f"cannot write {u.path} for utterance {u.utt_id} ({e}; {free:.2f} GiB free there): "
+                          "is the disk full?") from e
         out.append((u.utt_id, len(wav)))
     return out
 
