@@ -77,13 +77,7 @@ run() {
 # .done marker is written only when it succeeded: a rerun skips it, a killed one is redone (resumed).
 . utils/job_pool.sh
 pool_init "${jobs}"
-# A finished run is its .done marker AND its dir: a marker whose dir was moved or removed is stale (the
-# run is redone, not skipped into a decode of a missing model).
-is_done() {  # is_done MARKER DIR
-  [ -f "$1" ] || return 1
-  if [ -d "$2" ]; then return 0; fi
-  log "WARNING: $1 exists but $2 does not: running it again"; rm -f "$1"; return 1
-}
+. utils/done_marker.sh   # is_done MARKER DIR
 train_stage2() {  # train_stage2 METHOD OVERRIDES...
   local M=$1; shift
   run ${launcher} -m zipasr.bin.train --config "conf/train_stage2_${M}.yaml" --exp_dir "${expdir}/stage2_${M}" \

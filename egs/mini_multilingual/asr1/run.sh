@@ -73,6 +73,7 @@ if [ -n "${sibling_methods}" ] && [[ " ${methods} " != *" independent "* ]]; the
 fi
 all_methods=$(echo ${methods} ${sibling_methods})
 . utils/job_pool.sh
+. utils/done_marker.sh   # is_done MARKER DIR
 jobs=${jobs:-$(( threads >= 2 ? 2 : 1 ))}
 pool_init "${jobs}" || exit 1
 job_threads=$(( threads / jobs > 0 ? threads / jobs : 1 ))
@@ -215,7 +216,7 @@ if todo 7; then
     src=exp/${regime}/stage2_independent
     for M in ${sibling_methods}; do
       # the same marker as asr.sh's Stage-2 runs: a killed run resumes at the first unfinished method
-      if [ -f "exp/${regime}/.stage2_${M}.done" ] && [ -d "exp/${regime}/stage2_${M}" ]; then log "exp/${regime}/stage2_${M} is done, skipped"; continue; fi
+      if is_done "exp/${regime}/.stage2_${M}.done" "exp/${regime}/stage2_${M}"; then log "exp/${regime}/stage2_${M} is done, skipped"; continue; fi
       case ${M} in
         lors) run python -m zipasr.bin.lors_merge --config conf/lors.yaml --src_exp "${src}" \
                 --exp_dir "exp/${regime}/stage2_lors" ;;
