@@ -174,6 +174,40 @@ def test_copy_only_languages_must_have_text(tmp_path):
     assert "loss_copy" in result
 
 
+def test_curriculum_lm_only_then_copy_only_then_mixed(tmp_path, monkeypatch):
+    text_dir = _lm_text_dir(tmp_path / "lm")
+    calls = []  # (language, copy_ratio) of every sequence made, in order
+    make = SequenceMaker.make
+
+    def recording_make(self, lang, text, rng, copy_ratio=None, frame_copy_ratio=None):
+        calls.append((lang, copy_ratio))
+        return make(self, lang, text, rng, copy_ratio, frame_copy_ratio)
+
+    monkeypatch.setattr(SequenceMaker, "make", recording_make)
+    cfg = from_dict(LLMPretrainConfig, {**TINY_LLM, "vocab_size": 0, "steps": 6, "lm_only_ratio": 0.34,
+                                        "lm_only_languages": ["ja"], "copy_only_ratio": 0.34,
+                                        "copy_only_languages": ["en", "ru"], "copy_ratio": 0.5,
+                                        "char_copy_ratio": 0.0})
+    pretrain_llm(cfg, text_dir, tmp_path / "llm", languages=["en", "ja", "ru"])
+    rows = [row.split("\t") for row in (tmp_path / "llm" / "train_log.tsv").read_text().splitlines()[1:]]
+    lm, copy = [float(r[1]) for r in rows], [float(r[2]) for r in rows]
+    assert all(v == v for v in lm[:2]) and all(v != v for v in copy[:2])  # steps 1-2: LM only (nan: none)
+    assert all(v != v for v in lm[2:4]) and all(v == v for v in copy[2:4])  # steps 3-4: copies only
+    training = calls  # only the training steps make sequences (the held-out checks build contexts)
+    ratios = [r for _, r in training]
+    first_copy = ratios.index(1.0)
+    assert set(training[:first_copy]) == {("ja", 0.0)}  # LM only, of the LM-only language
+    mixed = ratios.index(0.5)
+    assert {lang for lang, _ in training[first_copy:mixed]} <= {"en", "ru"}
+    assert set(ratios[mixed:]) == {0.5}
+    with pytest.raises(ValueError, match="lm_only_languages"):
+        pretrain_llm(from_dict(LLMPretrainConfig, {**TINY_LLM, "lm_only_ratio": 0.5, "lm_only_languages": ["fr"]}),
+                     text_dir, tmp_path / "llm2", languages=["en", "ja", "ru"])
+    with pytest.raises(ValueError, match="at most 1"):
+        pretrain_llm(from_dict(LLMPretrainConfig, {**TINY_LLM, "lm_only_ratio": 0.6, "copy_only_ratio": 0.6}),
+                     text_dir, tmp_path / "llm3", languages=["en", "ja", "ru"])
+
+
 def test_frame_sources_spell_the_text_at_frame_rate_with_blanks(tmp_path):
     from transformers import AutoTokenizer
 

@@ -24,6 +24,10 @@ source (one piece per character, as CTC compression would give) does not match i
 uses it after its copy-only steps; the copy skill forms on token sources first (a 2-layer LLM never
 learnt frame copies in the measured runs, a 4-layer one did: egs/mini_multilingual/asr1/README.md).
 
+The steps can follow a curriculum: first `lm_only_ratio` of them language modelling only (of
+`lm_only_languages`), then `copy_only_ratio` of them copying only (of `copy_only_languages`, token and
+character sources), then the mix above.
+
 Output: a checkpoint dir that `zipasr.model.llm.load_llm` (AutoModelForCausalLM + AutoTokenizer)
 loads like Qwen3-1.7B, plus `train_log.tsv` (step, loss per kind), `copy_loss_by_language.tsv` (step,
 mean copy loss of each language's copy sequences of every kind) and `pretrain_config.yaml`.
@@ -70,7 +74,11 @@ class LLMPretrainConfig:
     attn_implementation: str = "sdpa"
     # data
     copy_ratio: float = 0.75  # share of copy sequences (the rest: language modelling)
-    copy_only_ratio: float = 0.0  # the first share of the steps trains on copy sequences only (curriculum)
+    # the first share of the steps: language modelling only, of these languages ([] = all). The LLM learns
+    # the words of the languages Stage 1 hears before it learns to copy (README.md, "Where the errors come from")
+    lm_only_ratio: float = 0.0
+    lm_only_languages: list[str] = field(default_factory=list)
+    copy_only_ratio: float = 0.0  # the next share of the steps trains on copy sequences only (curriculum)
     # languages of those copy-only steps ([] = all). A small alphabet makes the copy skill form: at
     # character level it formed in ~400 steps on en/fr/el/nl and not within 600 on all 13 languages.
     copy_only_languages: list[str] = field(default_factory=list)
@@ -255,6 +263,8 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     texts = [s for _, s in pairs] + prompts
     if cfg.frame_copy_ratio + cfg.char_copy_ratio > 1:
         raise ValueError("frame_copy_ratio + char_copy_ratio must be at most 1")
+    if cfg.lm_only_ratio + cfg.copy_only_ratio > 1:
+        raise ValueError("lm_only_ratio + copy_only_ratio must be at most 1")
     symbols = ([cfg.separator] if cfg.separator else []) + ([cfg.blank] if cfg.frame_copy_ratio > 0 else [])
     vocab_size = cfg.vocab_size or character_vocab_size(texts, symbols)
     tokenizer = build_sentencepiece_tokenizer(texts, out_dir, vocab_size, user_symbols=symbols)
@@ -284,15 +294,21 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
     last: dict[str, float] = {}
     start = time.time()
     model.train()
-    copy_only_steps = round(cfg.copy_only_ratio * cfg.steps)
+    lm_only_steps = round(cfg.lm_only_ratio * cfg.steps)
+    copy_only_steps = lm_only_steps + round(cfg.copy_only_ratio * cfg.steps)
+    lm_only_pairs = [p for p in pairs if p[0] in cfg.lm_only_languages] if cfg.lm_only_languages else pairs
+    if not lm_only_pairs:
+        raise ValueError(f"lm_only_languages {cfg.lm_only_languages}: no sentence of these languages in {text_dir}")
     copy_only_pairs = [p for p in pairs if p[0] in cfg.copy_only_languages] if cfg.copy_only_languages else pairs
     if not copy_only_pairs:
         raise ValueError(f"copy_only_languages {cfg.copy_only_languages}: no sentence of these languages in {text_dir}")
     for step in range(1, cfg.steps + 1):
         seqs, kinds_of, langs_of, n_tokens, longest = [], [], [], 0, 0
         # the copy-only steps copy plain sources (the copy skill forms there; frame sources slowed it)
-        copy_only = step <= copy_only_steps
+        copy_only = lm_only_steps < step <= copy_only_steps
         copy_ratio, pool = (1.0, copy_only_pairs) if copy_only else (cfg.copy_ratio, pairs)
+        if step <= lm_only_steps:
+            copy_ratio, pool = 0.0, lm_only_pairs
         while True:
             lang, text = pool[int(rng.integers(len(pool)))]
             ids, labels, kind = maker.make(lang, text, rng, copy_ratio, 0.0 if copy_only else None)
