@@ -62,7 +62,8 @@ from zipasr.model.speech_llm import SpeechBatch, SpeechLLM
 from zipasr.train.config import load_experiment_config
 from zipasr.train.dataset import speech_tokens
 from zipasr.train.packing import BatchOrder
-from zipasr.train.trainer import autocast_context, bf16_available, param_groups
+from zipasr.train.precision import autocast_context, bf16_available
+from zipasr.train.trainer import param_groups
 
 RECIPE = Path(__file__).resolve().parent.parent / "egs" / "mini_multilingual" / "asr1"
 METHODS = list(ADAPTERS)

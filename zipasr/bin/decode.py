@@ -85,7 +85,7 @@ def decode(args: argparse.Namespace) -> dict:
     from zipasr.sibling.lid_classifier import load_language_detector, predict_languages, write_lid_report
     from zipasr.train.dataset import SpeechDataset
     from zipasr.train.inference import load_model
-    from zipasr.train.trainer import autocast_context, bf16_available
+    from zipasr.train.precision import autocast_context, use_bf16
 
     no_languages = ValueError(f"{args.data_dir} has no utt2lang: pass --lid_model (a LID classifier dir from "
                               "zipasr.bin.train_lid, or a Whisper checkpoint dir) to predict the languages")
@@ -121,7 +121,7 @@ def decode(args: argparse.Namespace) -> dict:
             indices = [i for i in indices if data.utterances[i].lang == info["lang"]]
     # Longest first: similar lengths share a batch (little padding), and memory peaks at once.
     indices.sort(key=lambda i: -data.utterances[i].n_frames)
-    bf16 = args.bf16 and bf16_available(device)
+    bf16 = use_bf16(args.bf16, device)
 
     hyps: dict[str, str] = {}
     predicted: dict[str, str] = {}  # utt -> language from the LID (language-agnostic decoding only)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ from zipasr.config import save_config
 from zipasr.data.datadir import read_kaldi_map
 from zipasr.languages import get_language
 from zipasr.model.tokenizer import build_sentencepiece_tokenizer
+from zipasr.train.precision import autocast_context, use_bf16
 from zipasr.train.schedule import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
 
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
+    cfg = replace(cfg, bf16=use_bf16(cfg.bf16, cfg.device))  # fp32 where bf16 is emulated
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
 
@@ -319,7 +321,7 @@ def pretrain_llm(cfg: LLMPretrainConfig, text_dir: str | Path, out_dir: str | Pa
             kinds_of.append(kind)
             langs_of.append(lang)
         input_ids, mask, labels = (t.to(cfg.device) for t in pad_batch(seqs, tokenizer.pad_token_id))
-        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with autocast_context(cfg.device, cfg.bf16):
             logits = model(input_ids=input_ids, attention_mask=mask).logits
         row_loss = per_kind_loss(logits, labels)
         loss = row_loss.mean()

@@ -31,7 +31,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from zipasr.model.encoder import WhisperSpeechEncoder, lengths_to_mask
 from zipasr.model.llm import load_llm
 from zipasr.model.projector import CTCCompressProjector, build_projector
 from zipasr.model.speech_llm import META_FILE, PROJECTOR_FILE, ModelConfig
+from zipasr.train.precision import autocast_context, use_bf16
 from zipasr.train.schedule import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
     the share of windows whose output is nearest (dot product, as the tied LM head scores) to its target
     piece's embedding."""
     torch.manual_seed(cfg.seed)
+    cfg = replace(cfg, bf16=use_bf16(cfg.bf16, "cpu"))  # fp32 where bf16 is emulated
     torch.set_num_threads(cfg.threads)
     encoder_dir = Path(model_cfg.encoder_dir)
     for name in ("ctc_head.safetensors", "ctc_vocab.json"):
@@ -143,7 +145,7 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
         if not batches:
             batches = make_batches(utts, cfg.batch_frames, rng)
         feats, lens = load_batch(batches.pop(), encoder.n_mels)
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.no_grad(), autocast_context("cpu", cfg.bf16):
             hidden, hid_lens = encoder(feats, lens)  # (B, S, d_enc) at 50 Hz
             labels = None if compress else head(hidden).argmax(-1)  # (B, S) frame labels (gated only)
         if compress:  # one target per CTC segment; the word boundary and the separator around them
@@ -152,7 +154,7 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
                                      torch.where(seg_labels == projector.END, sep_id, pieces[seg_labels.clamp(min=0)]))
         else:
             target_ids = pieces[window_labels(labels, stride)]  # (B, S')
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with autocast_context("cpu", cfg.bf16):
             out, out_lens = projector(hidden.float(), hid_lens)  # (B, S', d_llm)
         mask = lengths_to_mask(out_lens, out.shape[1])  # (B, S')
         out = out.float()[mask]

@@ -17,7 +17,6 @@ packing), so N processes with batch B give the same gradients as one process wit
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -41,6 +40,7 @@ from zipasr.train.checkpoint import (STATE, WEIGHTS, average_checkpoints, list_c
 from zipasr.train.config import ExperimentConfig, resolve_checkpoint_paths
 from zipasr.train.dataset import SpeechDataset
 from zipasr.train.packing import BatchOrder, pack_rows
+from zipasr.train.precision import autocast_context, use_bf16
 from zipasr.train.schedule import build_scheduler
 
 logger = logging.getLogger("zipasr.train")
@@ -211,18 +211,6 @@ def deepspeed_config(cfg: ExperimentConfig, world: int, bf16: bool) -> dict:
     }
 
 
-def autocast_context(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def bf16_available(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 class Prefetcher:
     """Builds the next step's batches in a background thread while the current step computes (features read
     from disk when they are not cached in memory); a no-op wrapper around `collate` when disabled."""
@@ -306,9 +294,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
     counts = model.trainable_parameter_count()
     logger.info("Stage %d: trainable parameters %s (total %.2fM)", cfg.train.stage, counts,
                 sum(counts.values()) / 1e6)
-    bf16 = cfg.train.bf16 and bf16_available(device)
-    if cfg.train.bf16 and not bf16:
-        logger.warning("bf16 requested but %s has no bf16 support; training in fp32", device)
+    bf16 = use_bf16(cfg.train.bf16, device)
 
     # --- data
     dataset = load_dataset(cfg, model, cfg.data.train_dir)
