@@ -1,8 +1,8 @@
 # Default size of the mini recipe (./run.sh). Budget: 60 min on an idle 2-core CPU (see README.md for
 # what was and was not measured).
 corpus_config=conf/corpus.yaml
-llm_opts=""             # conf/pretrain_llm.yaml: 3400 steps of 1536 tokens (600 LM-only, 980 copy-only: source languages)
-encoder_opts=""         # conf/pretrain_encoder.yaml: d=192, 2700 steps of 8000 mel frames (~7 epochs)
+llm_opts=""             # conf/pretrain_llm.yaml: 2800 steps of 1536 tokens (980 copy-only on the source languages)
+encoder_opts=""         # conf/pretrain_encoder.yaml: d=192, 2300 steps of 8000 mel frames (~6 epochs)
 warm_opts=""           # conf defaults of zipasr.mini.warm_projector: 300 steps of 16000 mel frames
 stage1_steps=900        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.85 epoch
                         # (the frozen encoder halves the step time: 900 steps cost what 480 did)
