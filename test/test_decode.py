@@ -141,3 +141,133 @@ def test_decode_cli_passes_no_repeat_ngram_size(runs, tmp_path, generate_calls):
     calls.clear()  # 0 (the default) passes nothing: transformers' own default applies
     assert main([*common, "--out_dir", str(tmp_path / "plain")]) == 0
     assert calls and all("no_repeat_ngram_size" not in c for c in calls)
+
+
+def test_lexicon_constrained_decoding_writes_lexicon_words_only(runs, model_and_data, tmp_path):
+    from zipasr.bin.decode import main
+    from zipasr.model.lexicon import LexiconConstraint, write_lexicon
+
+    model, data = model_and_data
+    ref = read_kaldi_map(runs["data"] / "text")
+    utt2lang = read_kaldi_map(runs["data"] / "utt2lang")
+    lexicon: dict[str, set[str]] = {}
+    for utt, line in ref.items():
+        lexicon.setdefault(utt2lang[utt], set()).update(line.split())
+    free_lang = sorted(lexicon)[-1]  # one language stays unconstrained
+
+    def in_lexicon(text, words):  # the last word may be cut by max_new_tokens: a prefix of a word then
+        *whole, last = text.split() or [""]
+        return all(w in words for w in whole) and any(w.startswith(last) for w in words)
+
+    constrained = {lang: words for lang, words in lexicon.items() if lang != free_lang}
+    constraint = LexiconConstraint.from_tokenizer(constrained, model.tokenizer)
+    indices = list(range(len(data)))
+    langs = [model.languages[int(i)] for i in data.collate([[i] for i in indices]).lang_ids]
+    free = _generate(model, data, indices, max_new_tokens=12)
+    assert any(w not in lexicon[lang] for text, lang in zip(free, langs) for w in text.split())  # random model
+    for beams in (1, 3):
+        texts = _generate(model, data, indices, max_new_tokens=12, num_beams=beams,
+                          prefix_allowed_tokens_fn=constraint.for_batch(langs))
+        for k, (text, lang) in enumerate(zip(texts, langs)):
+            if lang in constrained:
+                assert in_lexicon(text, constrained[lang]), (lang, text)
+            elif beams == 1:
+                assert text == free[k]  # no lexicon: the same greedy hypothesis
+    write_lexicon(constrained, tmp_path / "lex")
+    out = tmp_path / "decode"
+    assert main(_decode_args(runs) + ["--out_dir", str(out), "--lexicon", str(tmp_path / "lex")]) == 0
+    assert "lexicon" in (out / "decode.log").read_text()
+    for utt, text in read_kaldi_map(out / "text").items():
+        if utt2lang[utt] in constrained:
+            assert in_lexicon(text, constrained[utt2lang[utt]]), (utt, text)
+
+
+def _ctc_dir(tmp_path, runs, d_enc=32):
+    """A CTC head (random) over the characters of the tiny data's transcripts, as an encoder dir holds it."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from zipasr.model.ctc import CTC_HEAD_FILE, CTC_VOCAB_FILE, CharVocab
+
+    vocab = CharVocab.from_texts(read_kaldi_map(runs["data"] / "text").values())
+    torch.manual_seed(0)
+    head = torch.nn.Linear(d_enc, len(vocab))
+    path = tmp_path / "ctc"
+    path.mkdir()
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(path / CTC_HEAD_FILE))
+    (path / CTC_VOCAB_FILE).write_text(json.dumps(vocab.chars, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_ctc_rescoring_picks_by_the_combined_score(runs, model_and_data, tmp_path, monkeypatch):
+    import zipasr.model.speech_llm as speech_llm
+    from zipasr.model.ctc import CTCScorer
+
+    model, data = model_and_data
+    scorer = CTCScorer.from_dir(_ctc_dir(tmp_path, runs))
+    indices = list(range(6))
+    calls = []
+
+    def spy(llm_scores, ctc, n_tokens, weight, length_penalty):
+        best = speech_llm_rescore(llm_scores, ctc, n_tokens, weight, length_penalty)
+        calls.append((llm_scores, ctc, n_tokens, weight, best))
+        return best
+
+    speech_llm_rescore = speech_llm.rescore
+    monkeypatch.setattr(speech_llm, "rescore", spy)
+    plain = _generate(model, data, indices, max_new_tokens=8, num_beams=3, length_penalty=0.5)
+    tiny = _generate(model, data, indices, max_new_tokens=8, num_beams=3, length_penalty=0.5,
+                     ctc_scorer=scorer, ctc_weight=1e-9)
+    assert tiny == plain  # a vanishing CTC weight keeps the LLM's best
+    assert calls and all(c[-1] == int(c[0].argmax()) for c in calls)
+    calls.clear()
+    ctc_only = _generate(model, data, indices, max_new_tokens=8, num_beams=3, length_penalty=0.5,
+                         ctc_scorer=scorer, ctc_weight=1.0)
+    assert len(ctc_only) == len(indices)
+    for llm_scores, ctc, n_tokens, _, best in calls:
+        assert torch.isfinite(ctc).all() and (ctc < 0).all()
+        assert best == int((ctc / n_tokens.float() ** 0.5).argmax())
+    assert any(c[-1] != int(c[0].argmax()) for c in calls)  # the random head disagrees with the LLM somewhere
+    with pytest.raises(ValueError, match="beam"):
+        _generate(model, data, indices, max_new_tokens=8, num_beams=1, ctc_scorer=scorer, ctc_weight=0.5)
+
+
+def test_ctc_log_likelihood_sums_over_alignments():
+    import itertools
+    import math
+
+    from zipasr.model.ctc import CharVocab, CTCScorer
+
+    vocab = CharVocab(["a", "b"])  # blank 0, a 1, b 2
+    scorer = CTCScorer(torch.nn.Linear(4, 3), vocab)
+    torch.manual_seed(0)
+    log_probs = torch.randn(4, 3).log_softmax(-1)  # T = 4 frames, one padding frame after length 3
+
+    def brute(text):
+        target = vocab.encode(text)
+        total = 0.0
+        for path in itertools.product(range(3), repeat=3):
+            collapsed = [k for j, k in enumerate(path) if k != 0 and (j == 0 or k != path[j - 1])]
+            if collapsed == target:
+                total += math.exp(sum(float(log_probs[t, k]) for t, k in enumerate(path)))
+        return math.log(total)
+
+    got = scorer.log_likelihood(log_probs, 3, ["ab", "a", "aa", "b"])
+    assert torch.allclose(got, torch.tensor([brute(t) for t in ["ab", "a", "aa", "b"]]), atol=1e-5)
+    assert vocab.covers("ab ba") is False and vocab.covers("abba") is True
+
+
+def test_decode_cli_ctc_rescoring_and_its_errors(runs, tmp_path, capsys):
+    from zipasr.bin.decode import main
+
+    ctc = _ctc_dir(tmp_path, runs)
+    out = tmp_path / "decode"
+    assert main(_decode_args(runs) + ["--out_dir", str(out), "--beam", "2", "--ctc_weight", "0.3",
+                                      "--ctc_dir", str(ctc)]) == 0
+    assert "CTC rescoring weight 0.3" in (out / "decode.log").read_text()
+    assert len(read_kaldi_map(out / "text")) == len(read_kaldi_map(runs["data"] / "text"))
+    assert main(_decode_args(runs) + ["--out_dir", str(out), "--ctc_weight", "0.3", "--ctc_dir", str(ctc)]) == 1
+    assert "--beam 2 or more" in capsys.readouterr().err
+    assert main(_decode_args(runs) + ["--out_dir", str(out), "--beam", "2", "--ctc_weight", "0.3"]) == 1
+    assert "ctc_head.safetensors not found" in capsys.readouterr().err  # the tiny Whisper has no CTC head

@@ -68,6 +68,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lid_model", default=None,
                    help="language-agnostic decoding: predict each utterance's language with this LID classifier "
                         "dir (zipasr.bin.train_lid) or Whisper checkpoint dir, instead of reading utt2lang")
+    p.add_argument("--lexicon", default=None,
+                   help="lexicon dir (<lang>.txt, one word per line; zipasr.bin.make_lexicon): every word of a "
+                        "transcript must be a lexicon word of its language (zipasr.model.lexicon); languages "
+                        "without a file are decoded unconstrained")
+    p.add_argument("--ctc_weight", type=float, default=0.0,
+                   help="beam search only: rescore each utterance's --beam best with the encoder's CTC head, "
+                        "(1 - w) x LLM score + w x CTC log-likelihood / length**length_penalty "
+                        "(zipasr.model.ctc; 0 = off)")
+    p.add_argument("--ctc_dir", default=None,
+                   help="dir with ctc_head.safetensors and ctc_vocab.json (default: the model's encoder dir)")
     add_device_arguments(p)
     p.add_argument("--dump_embeddings", action="store_true",
                    help="also write OUT/embeddings.npz (utterance-level encoder outputs, their languages)")
@@ -81,6 +91,8 @@ def decode(args: argparse.Namespace) -> dict:
 
     from zipasr.data.datadir import write_kaldi_map
     from zipasr.data.features import FRAME_RATE, FeatureExtractor
+    from zipasr.model.ctc import CTCScorer
+    from zipasr.model.lexicon import LexiconConstraint, read_lexicon
     from zipasr.model.speech_llm import seconds_to_frames
     from zipasr.sibling.lid_classifier import load_language_detector, predict_languages, write_lid_report
     from zipasr.train.dataset import SpeechDataset
@@ -91,6 +103,10 @@ def decode(args: argparse.Namespace) -> dict:
                               "zipasr.bin.train_lid, or a Whisper checkpoint dir) to predict the languages")
     if args.lid_model is None and not (Path(args.data_dir) / "utt2lang").is_file():
         raise no_languages  # before the (slow) model loading
+    if not 0 <= args.ctc_weight <= 1:
+        raise ValueError(f"--ctc_weight must be in [0, 1], got {args.ctc_weight}")
+    if args.ctc_weight > 0 and args.beam < 2:
+        raise ValueError("--ctc_weight rescores the N-best of beam search: pass --beam 2 or more")
     device = torch_device(args)
     model, info = load_model(args.exp_dir, args.checkpoint, device)
     if args.attn_implementation:
@@ -122,6 +138,20 @@ def decode(args: argparse.Namespace) -> dict:
     # Longest first: similar lengths share a batch (little padding), and memory peaks at once.
     indices.sort(key=lambda i: -data.utterances[i].n_frames)
     bf16 = use_bf16(args.bf16, device)
+    ctc_scorer = None
+    if args.ctc_weight > 0:
+        ctc_scorer = CTCScorer.from_dir(args.ctc_dir or info["encoder_dir"]).to(device)
+        logger.info("CTC rescoring of the %d-best (weight %g, head of %s)", args.beam, args.ctc_weight,
+                    args.ctc_dir or info["encoder_dir"])
+    constraint = None
+    if args.lexicon:
+        lexicon = read_lexicon(args.lexicon)
+        unknown = sorted(set(lexicon) - set(model.languages))
+        if unknown:
+            logger.warning("%s: lexicons of languages the model does not know are ignored: %s", args.lexicon, unknown)
+        constraint = LexiconConstraint.from_tokenizer(lexicon, model.tokenizer)
+        logger.info("lexicon-constrained decoding (%s): %s", args.lexicon,
+                    ", ".join(f"{lang} {len(words)} words" for lang, words in sorted(lexicon.items())))
 
     hyps: dict[str, str] = {}
     predicted: dict[str, str] = {}  # utt -> language from the LID (language-agnostic decoding only)
@@ -145,9 +175,13 @@ def decode(args: argparse.Namespace) -> dict:
                 lang_ids = predict_languages(model, batch.feats, batch.feat_lens, detector, segment_frames)
                 predicted.update((data.utterances[i].utt, model.languages[int(lang)])
                                  for i, lang in zip(chunk, lang_ids.tolist()))
+            if constraint is not None:
+                search_options["prefix_allowed_tokens_fn"] = constraint.for_batch(
+                    [model.languages[int(lang)] for lang in lang_ids.tolist()])
             texts = model.generate(batch.feats, batch.feat_lens, lang_ids, max_new_tokens=args.max_new_tokens,
                                    num_beams=args.beam, segment_frames=segment_frames,
-                                   max_len_ratio=args.max_len_ratio, **search_options)
+                                   max_len_ratio=args.max_len_ratio, ctc_scorer=ctc_scorer,
+                                   ctc_weight=args.ctc_weight, **search_options)
             if args.dump_embeddings:
                 with model.lang_state.bound(lang_ids):
                     pooled = model.encoder.utterance_embeddings(batch.feats, batch.feat_lens, segment_frames or None)
@@ -177,6 +211,8 @@ def decode(args: argparse.Namespace) -> dict:
                f"{stats['utt_per_s']:.2f} utt/s, RTF {stats['rtf']:.3f} (regime {regime}, beam {args.beam}"
                f"{f' (length penalty {args.length_penalty:g})' if args.beam > 1 else ''}"
                f"{f', no repeated {args.no_repeat_ngram_size}-grams' if args.no_repeat_ngram_size > 0 else ''}, "
+               f"{f'lexicon {args.lexicon}, ' if constraint is not None else ''}"
+               f"{f'CTC rescoring weight {args.ctc_weight:g}, ' if ctc_scorer is not None else ''}"
                f"batch {args.batch_size}, attention {model.llm.config._attn_implementation})")
     if detector is not None:
         reference = {data.utterances[i].utt: data.utterances[i].lang for i in indices if data.utterances[i].lang}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from zipasr.config import save_config
 from zipasr.data.datadir import DataDir
 from zipasr.data.features import load_features
 from zipasr.model.encoder import WhisperSpeechEncoder
+from zipasr.model.ctc import CTC_VOCAB_FILE, CharVocab, normalize_chars  # noqa: F401  (CharVocab: re-exported)
 from zipasr.model.projector import CTC_HEAD_FILE
 from zipasr.train.precision import autocast_context, use_bf16
 from zipasr.train.schedule import build_scheduler
@@ -73,38 +73,6 @@ class EncoderPretrainConfig:
 
 # ---------------------------------------------------------------------------------------------
 # data
-
-
-class CharVocab:
-    """Characters of the training transcripts; CTC index 0 is the blank, so char i has index i + 1."""
-
-    def __init__(self, chars: list[str]):
-        self.chars = chars
-        self.index = {c: i + 1 for i, c in enumerate(chars)}
-
-    @classmethod
-    def from_texts(cls, texts) -> "CharVocab":
-        return cls(sorted({c for t in texts for c in normalize_chars(t)}))
-
-    def __len__(self) -> int:
-        return len(self.chars) + 1
-
-    def encode(self, text: str) -> list[int]:
-        """Known characters only (unknown ones are dropped: they cannot be targets)."""
-        return [self.index[c] for c in normalize_chars(text) if c in self.index]
-
-    def decode_greedy(self, ids: list[int]) -> str:
-        """Collapse repeats, drop blanks."""
-        out, prev = [], 0
-        for i in ids:
-            if i != prev and i != 0:
-                out.append(self.chars[i - 1])
-            prev = i
-        return "".join(out)
-
-
-def normalize_chars(text: str) -> str:
-    return unicodedata.normalize("NFC", " ".join(text.split()))
 
 
 @dataclass
@@ -321,7 +289,7 @@ def pretrain_encoder(cfg: EncoderPretrainConfig, train_dirs: list[str | Path], d
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out_dir / CTC_HEAD_FILE)
-    (out_dir / "ctc_vocab.json").write_text(json.dumps(vocab.chars, ensure_ascii=False))
+    (out_dir / CTC_VOCAB_FILE).write_text(json.dumps(vocab.chars, ensure_ascii=False))
     (out_dir / "train_log.tsv").write_text("\n".join(log_rows) + "\n")
     (out_dir / "dev_cer.json").write_text(json.dumps(cer, indent=1))
     save_config(cfg, out_dir / "pretrain_config.yaml")

@@ -19,9 +19,9 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from zipasr.model.ctc import CTC_HEAD_FILE
 from zipasr.model.encoder import lengths_to_mask
 
-CTC_HEAD_FILE = "ctc_head.safetensors"  # in an encoder dir: the character CTC head (Linear d_enc -> V, 0 = blank)
 
 
 class GatedConvProjector(nn.Module):

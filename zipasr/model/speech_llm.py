@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from zipasr.adapters import LangState, adapter_layers, init_b_from_checkpoint, inject_adapters, load_adapters, save_adapters
 from zipasr.adapters.inject import ROUTED_METHODS, read_safetensors
 from zipasr.languages import check_languages, get_language
+from zipasr.model.ctc import CTCScorer, rescore
 from zipasr.model.encoder import MEL_FRAMES_PER_SECOND, WhisperSpeechEncoder
 from zipasr.model.lid import LID_SOURCES, lid_embeddings_for_model
 from zipasr.model.llm import llm_lora_targets, load_llm
@@ -428,6 +429,7 @@ class SpeechLLM(nn.Module):
     @torch.no_grad()
     def generate(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor, max_new_tokens: int = 200,
                  num_beams: int = 1, segment_frames: int | None = None, max_len_ratio: float = 0.0,
+                 ctc_scorer: CTCScorer | None = None, ctc_weight: float = 0.0,
                  **generate_kwargs) -> list[str]:
         """Transcribe a batch: feats (N, n_mels, T), feat_lens (N,), lang_ids (N,) -> N transcripts.
 
@@ -437,8 +439,12 @@ class SpeechLLM(nn.Module):
         max_len_ratio > 0 also bounds the new tokens by ratio x the batch's longest speech-embedding
         sequence (ESPnet's maxlenratio): a model caught in a repetition loop stops there, not at
         max_new_tokens.
+        ctc_scorer with ctc_weight > 0 (beam search only): the num_beams-best of each utterance are
+        rescored with the encoder's CTC head (zipasr.model.ctc).
         """
-        speech, speech_lens = self.encode(feats, feat_lens, lang_ids, segment_frames)
+        with self.lang_state.bound(lang_ids):
+            hidden, enc_lens = self.encoder(feats, feat_lens, self.segment_frames(segment_frames))
+        speech, speech_lens = self.projector(hidden, enc_lens)
         if max_len_ratio > 0:
             max_new_tokens = min(max_new_tokens, math.ceil(max_len_ratio * int(speech_lens.max())))
         embed = self.llm.get_input_embeddings()
@@ -455,8 +461,28 @@ class SpeechLLM(nn.Module):
         options = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
                        eos_token_id=self.eos_id, pad_token_id=self.pad_id)
         options.update(generate_kwargs)
-        out = self.llm.generate(inputs_embeds=inputs, attention_mask=attention_mask, **options)
-        return [self.tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in out]
+        rescoring = ctc_scorer is not None and ctc_weight > 0
+        if not rescoring:
+            out = self.llm.generate(inputs_embeds=inputs, attention_mask=attention_mask, **options)
+            return [self.tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in out]
+        if num_beams < 2:
+            raise ValueError("CTC rescoring needs an N-best: use beam search (num_beams > 1)")
+        out = self.llm.generate(inputs_embeds=inputs, attention_mask=attention_mask, num_return_sequences=num_beams,
+                                output_scores=True, return_dict_in_generate=True, **options)
+        seqs = out.sequences.view(len(prefixes), num_beams, -1)
+        scores = out.sequences_scores.view(len(prefixes), num_beams).float().cpu()
+        log_probs = ctc_scorer.log_probs(hidden).cpu()
+        texts = []
+        for i in range(len(prefixes)):
+            nbest = [self.tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in seqs[i]]
+            if not all(ctc_scorer.vocab.covers(t) for t in nbest):
+                texts.append(nbest[0])
+                continue
+            n_tokens = ((seqs[i] != self.pad_id) & (seqs[i] != self.eos_id)).sum(-1).cpu() + 1  # + EOS
+            ctc = ctc_scorer.log_likelihood(log_probs[i], int(enc_lens[i]), nbest)
+            best = rescore(scores[i], ctc, n_tokens, ctc_weight, options.get("length_penalty", 1.0))
+            texts.append(nbest[best])
+        return texts
 
 
 # --------------------------------------------------------------------------- helpers

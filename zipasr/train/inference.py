@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from zipasr.adapters import adapter_layers, merge_adapters
-from zipasr.model.projector import CTC_HEAD_FILE
+from zipasr.model.ctc import CTC_HEAD_FILE, CTC_VOCAB_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def export_model(exp_dir: str | Path, lang: str, out_dir: str | Path, checkpoint
     whisper = WhisperModel.from_pretrained(cfg.model.encoder_dir, local_files_only=True)
     whisper.get_encoder().load_state_dict(model.encoder.whisper.state_dict())
     whisper.save_pretrained(tmp / "encoder")
-    for extra in ("preprocessor_config.json", "generation_config.json", CTC_HEAD_FILE):
+    for extra in ("preprocessor_config.json", "generation_config.json", CTC_HEAD_FILE, CTC_VOCAB_FILE):
         if (Path(cfg.model.encoder_dir) / extra).is_file():
             shutil.copy(Path(cfg.model.encoder_dir) / extra, tmp / "encoder" / extra)
     model.llm.save_pretrained(tmp / "llm")

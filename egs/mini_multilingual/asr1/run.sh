@@ -2,7 +2,8 @@
 # The embedded default recipe: every stage of the Zipper-LoRA paper on a 2-core CPU, with data and
 # "pretrained" models it makes itself (no download). See README.md for the language plan.
 #
-#   1  corpus: espeak-ng synthesis -> corpus/ (wav) + data/ (Kaldi dirs), LLM text in data/local/lm_text
+#   1  corpus: espeak-ng synthesis -> corpus/ (wav) + data/ (Kaldi dirs), LLM text in data/local/lm_text,
+#      the decoding lexicon data/lang/lexicon (the words of that text)
 #   2  features: 80-bin Whisper log-mel (asr.sh stage 2) -> dump/
 #   3  tokenizer + tiny Qwen3 text pretraining (LM + copy task) -> exp/pretrained/qwen3_tiny
 #   4  tiny Whisper encoder, CTC pretraining on the source languages -> exp/pretrained/whisper_tiny
@@ -108,6 +109,15 @@ finish() {
   touch "exp/.stage${stage_id}.done"
   printf '%s\t%s\t%s\n' "${stage_id}" "$(( $(date +%s) - stage_t0 ))" "$1" >> "${times}"
 }
+# The decoding lexicon (conf/decode.yaml's `lexicon`): each language's words in the LLM's pretraining text
+# (data/local/lm_text, which holds no dev or test sentence), i.e. the words the "pretrained" LLM has read.
+# Japanese (written without spaces) gets none. Made in stage 1; stages 6 and 8 make it if a directory
+# from before it lacks one.
+lexicon_ready() {
+  [ -f data/lang/.lexicon.done ] && return 0
+  run python -m zipasr.bin.make_lexicon --out_dir data/lang/lexicon data/local/lm_text
+  touch data/lang/.lexicon.done
+}
 todo() {  # todo N: the stage is selected and not yet done
   [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] || return 1
   if [ -f "exp/.stage$1.done" ]; then log "Stage $1 is done, skipped"; return 1; fi
@@ -128,6 +138,7 @@ if todo 1; then
   run python -m zipasr.bin.combine_data data/test_all ${tgt_test_dirs}
   # every language of the model, for the acoustic LID embeddings (no transcript is used)
   run python -m zipasr.bin.combine_data data/dev_all data/dev_source data/dev_target
+  lexicon_ready
   finish "corpus synthesis"
 fi
 
@@ -186,6 +197,7 @@ fi
 
 if todo 6; then
   begin 6 "Stage 1 (alignment) on ${source_langs}"
+  lexicon_ready
   # The projector's warm start (a mini-recipe aid, not the paper's): it learns to write the LLM embedding
   # of the frame sequence the encoder's CTC head predicts, which the LLM learnt to copy in stage 3.
   # Stage 1 starts from it (model.init_from); a killed run redoes it (written to a temporary dir first).
@@ -242,6 +254,7 @@ fi
 
 if todo 8; then
   begin 8 "decoding the target test sets"
+  lexicon_ready
   for regime in ${regimes}; do
     run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}" --methods "${all_methods}" \
       --test_sets test_all --regimes "${regime}" --jobs "${jobs}" \

@@ -7,7 +7,8 @@ stage1_steps=80
 stage2_steps=10
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
-decode_opts="--batch_size 64"   # fewer, larger batches: every quick decode runs to the max_len_ratio bound
+decode_opts="--batch_size 64 --beam 1 --ctc_weight 0"   # greedy, fewer and larger batches: every quick decode
+                         # runs to the max_len_ratio bound, and the quick models say nothing about the methods
 # Sibling methods (docs/sibling_methods.md): run by --full true (and lors by --micro true).
 sibling_methods=""
 sibling_steps=40

@@ -1,0 +1,78 @@
+"""Lexicon-constrained decoding: the trie constraint, lexicon dirs, make_lexicon."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zipasr.model.lexicon import LexiconConstraint, read_lexicon, write_lexicon
+
+VOCAB = ["<pad>", "</s>", "<blank>", "\u2581", "a", "b", "c", "\u2581ab", "\u2581c", "ab", "ba"]
+EOS = 1
+
+
+def _constraint(lexicon=None):
+    return LexiconConstraint(lexicon or {"xx": {"ab", "c", "abc"}}, VOCAB, EOS, {0, 1, 2})
+
+
+def _pieces(ids):
+    return [VOCAB[i] for i in ids]
+
+
+def test_first_token_starts_a_word_and_nothing_special():
+    allowed = _pieces(_constraint().allowed("xx", "", False))
+    # a leading boundary, or the start of a word; no EOS before any word, no special piece
+    assert sorted(allowed) == sorted(["\u2581", "a", "c", "\u2581ab", "\u2581c", "ab"])
+
+
+def test_boundary_and_eos_only_after_a_whole_word():
+    c = _constraint()
+    after_a = _pieces(c.allowed("xx", "a", True))
+    assert sorted(after_a) == ["b"]  # "a" is no word: no boundary, no EOS; "ab", "ba" would not be prefixes
+    after_ab = _pieces(c.allowed("xx", "ab", True))
+    assert sorted(after_ab) == sorted(["</s>", "\u2581", "c", "\u2581ab", "\u2581c"])
+    assert "\u2581" not in _pieces(c.allowed("xx", "", True))  # no two boundaries in a row
+
+
+def test_state_follows_the_generated_pieces():
+    c = _constraint()
+    ids = [VOCAB.index(p) for p in ["\u2581ab", "\u2581c", "\u2581", "a"]]
+    assert c.state("xx", ids) == ("a", True)
+    assert c.state("xx", [0, 0]) == ("", False)  # padding of finished beams is ignored
+
+
+def test_for_batch_leaves_languages_without_lexicon_free():
+    fn = _constraint().for_batch(["xx", "yy"])
+    assert fn(1, torch.tensor([], dtype=torch.long)) == list(range(len(VOCAB)))
+    assert EOS not in fn(0, torch.tensor([], dtype=torch.long))
+
+
+def test_lexicon_dir_round_trip_and_errors(tmp_path):
+    write_lexicon({"en": {"b", "a"}, "de": {"ja"}}, tmp_path / "lex")
+    assert (tmp_path / "lex" / "en.txt").read_text() == "a\nb\n"
+    assert read_lexicon(tmp_path / "lex") == {"en": {"a", "b"}, "de": {"ja"}}
+    with pytest.raises(FileNotFoundError):
+        read_lexicon(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no <lang>.txt"):
+        read_lexicon(tmp_path / "empty")
+    (tmp_path / "lex" / "fr.txt").write_text("le chat\n")
+    with pytest.raises(ValueError, match="fr.txt"):
+        read_lexicon(tmp_path / "lex")
+
+
+def test_make_lexicon_cli(tmp_path, capsys):
+    from zipasr.bin.make_lexicon import main
+
+    d = tmp_path / "text"
+    d.mkdir()
+    (d / "text").write_text("u1 the cat\nu2 the dog\nu3 ねこがいる\nu4 das haus\n", encoding="utf-8")
+    (d / "utt2lang").write_text("u1 en\nu2 en\nu3 ja\nu4 de\n")
+    assert main([str(d), "--out_dir", str(tmp_path / "lex")]) == 0
+    assert read_lexicon(tmp_path / "lex") == {"en": {"the", "cat", "dog"}, "de": {"das", "haus"}}  # no ja
+    assert main([str(d), "--out_dir", str(tmp_path / "lex2"), "--languages", "en", "--min_count", "2"]) == 0
+    assert read_lexicon(tmp_path / "lex2") == {"en": {"the"}}
+    assert main([str(d), "--out_dir", str(tmp_path / "lex3"), "--languages", "fr"]) == 1
+    assert "fr" in capsys.readouterr().err
+    (d / "utt2lang").write_text("u1 en\n")
+    assert main([str(d), "--out_dir", str(tmp_path / "lex4")]) == 1
+    assert "u2: no utt2lang entry" in capsys.readouterr().err
