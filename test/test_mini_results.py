@@ -67,3 +67,14 @@ def test_seed_spread_counts_the_seeds_where_an_ordering_holds(make_results, reci
 def test_seed_spread_without_decodes_says_so(make_results, recipe):
     lines = make_results.seed_spread(recipe / "exp/full", "full", [1], ["de"], ["ko"])
     assert len(lines) == 1 and "no method was decoded with every seed" in lines[0]
+
+
+def test_wall_time_marks_stages_run_again(make_results, tmp_path):
+    times = tmp_path / "stage_times.tsv"
+    times.write_text("1\t60\tcorpus\n6\t600\tStage 1\n8\t300\tdecoding\n6\t120\tStage 1\n")
+    text = "\n".join(make_results.wall_time(times))
+    assert "| 6 | Stage 1 | 10.0 |" in text and "| 6 | Stage 1 (run again) | 2.0 |" in text
+    assert "Total: 18.0 min" in text and "Stage(s) 6 ran more than once" in text
+    times.write_text("1\t60\tcorpus\n")
+    assert "ran more than once" not in "\n".join(make_results.wall_time(times))
+    assert "Total: 0.0 min" in "\n".join(make_results.wall_time(tmp_path / "missing.tsv"))

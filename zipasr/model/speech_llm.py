@@ -362,9 +362,14 @@ class SpeechLLM(nn.Module):
                segment_frames: int | None = None) -> tuple[Tensor, Tensor]:
         """feats (N, n_mels, T), feat_lens (N,), lang_ids (N,) -> speech embeddings (N, S', d_llm), lens (N,);
         S' = ceil(T/8) with the paper's projector (stride 4)."""
+        return self._encode(feats, feat_lens, lang_ids, segment_frames)[:2]
+
+    def _encode(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor,
+                segment_frames: int | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """encode()'s (speech, lens) and the encoder's own output (N, ceil(T/2), d_enc) with its lens."""
         with self.lang_state.bound(lang_ids):
             hidden, lens = self.encoder(feats, feat_lens, self.segment_frames(segment_frames))
-        return self.projector(hidden, lens)
+        return *self.projector(hidden, lens), hidden, lens
 
     @torch.no_grad()
     def utterance_embeddings(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor,
@@ -442,9 +447,7 @@ class SpeechLLM(nn.Module):
         ctc_scorer with ctc_weight > 0 (beam search only): the num_beams-best of each utterance are
         rescored with the encoder's CTC head (zipasr.model.ctc).
         """
-        with self.lang_state.bound(lang_ids):
-            hidden, enc_lens = self.encoder(feats, feat_lens, self.segment_frames(segment_frames))
-        speech, speech_lens = self.projector(hidden, enc_lens)
+        speech, speech_lens, hidden, enc_lens = self._encode(feats, feat_lens, lang_ids, segment_frames)
         if max_len_ratio > 0:
             max_new_tokens = min(max_new_tokens, math.ceil(max_len_ratio * int(speech_lens.max())))
         embed = self.llm.get_input_embeddings()
