@@ -68,7 +68,7 @@ def wall_time(times: Path) -> list[str]:
     out += ["", f"Total: {total / 60:.1f} min (stages run by this invocation and earlier ones of the same size"
                 + (f"; {seeded / 60:.1f} min of it in invocations with --seeds, {(total - seeded) / 60:.1f} min "
                    f"without)." if seeded else ").")
-            + (f" Stage(s) {', '.join(sorted(set(again)))} ran more than once (the `.done` marker removed and the stage "
+            + (f" Stage(s) {', '.join(sorted(set(again), key=lambda x: int(x.split('+')[0])))} ran more than once (the `.done` marker removed and the stage "
                f"run again): the total counts every run." if again else ""), ""]
     return out
 
