@@ -6,7 +6,7 @@ import torch
 
 from zipasr.model.lexicon import LexiconConstraint, read_lexicon, write_lexicon
 
-VOCAB = ["<pad>", "</s>", "<blank>", "\u2581", "a", "b", "c", "\u2581ab", "\u2581c", "ab", "ba"]
+VOCAB = ["<pad>", "</s>", "<blank>", " ", "a", "b", "c", " ab", " c", "ab", "ba"]  # token texts (piece_texts)
 EOS = 1
 
 
@@ -21,7 +21,7 @@ def _pieces(ids):
 def test_first_token_starts_a_word_and_nothing_special():
     allowed = _pieces(_constraint().allowed("xx", "", False))
     # a leading boundary, or the start of a word; no EOS before any word, no special piece
-    assert sorted(allowed) == sorted(["\u2581", "a", "c", "\u2581ab", "\u2581c", "ab"])
+    assert sorted(allowed) == sorted([" ", "a", "c", " ab", " c", "ab"])
 
 
 def test_boundary_and_eos_only_after_a_whole_word():
@@ -29,13 +29,13 @@ def test_boundary_and_eos_only_after_a_whole_word():
     after_a = _pieces(c.allowed("xx", "a", True))
     assert sorted(after_a) == ["b"]  # "a" is no word: no boundary, no EOS; "ab", "ba" would not be prefixes
     after_ab = _pieces(c.allowed("xx", "ab", True))
-    assert sorted(after_ab) == sorted(["</s>", "\u2581", "c", "\u2581ab", "\u2581c"])
-    assert "\u2581" not in _pieces(c.allowed("xx", "", True))  # no two boundaries in a row
+    assert sorted(after_ab) == sorted(["</s>", " ", "c", " ab", " c"])
+    assert " " not in _pieces(c.allowed("xx", "", True))  # no two boundaries in a row
 
 
 def test_state_follows_the_generated_pieces():
     c = _constraint()
-    ids = [VOCAB.index(p) for p in ["\u2581ab", "\u2581c", "\u2581", "a"]]
+    ids = [VOCAB.index(p) for p in [" ab", " c", " ", "a"]]
     assert c.state("xx", ids) == ("a", True)
     assert c.state("xx", [0, 0]) == ("", False)  # padding of finished beams is ignored
 
@@ -76,3 +76,31 @@ def test_make_lexicon_cli(tmp_path, capsys):
     (d / "utt2lang").write_text("u1 en\n")
     assert main([str(d), "--out_dir", str(tmp_path / "lex4")]) == 1
     assert "u2: no utt2lang entry" in capsys.readouterr().err
+
+
+def test_piece_texts_of_sentencepiece_and_byte_level_tokenizers(tiny_llm_dir):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from zipasr.model.lexicon import piece_texts
+
+    sp = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    texts = piece_texts(sp)
+    ids = sp("die katze", add_special_tokens=False)["input_ids"]
+    assert "".join(texts[i] for i in ids).strip() == "die katze"
+    assert any(t.startswith(" ") for t in texts) and not any("\u2581" in t for t in texts)
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(["the cat sat", "le chat", "привет мир"] * 20,
+                            trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                special_tokens=["<|endoftext|>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    texts = piece_texts(fast)
+    ids = fast("the cat привет", add_special_tokens=False)["input_ids"]
+    assert "".join(texts[i] for i in ids) == "the cat привет"
+    assert any(t.startswith(" ") for t in texts) and not any("\u0120" in t for t in texts)  # Ġ decoded
+    constraint = LexiconConstraint.from_tokenizer({"en": {"the", "cat"}}, fast)
+    allowed = [texts[i] for i in constraint.allowed("en", "", False)]
+    assert allowed and all("the".startswith(t.strip()) or "cat".startswith(t.strip()) for t in allowed)

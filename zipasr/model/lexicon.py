@@ -6,8 +6,9 @@ from a Kaldi text + utt2lang (e.g. the LLM's pretraining text of the mini recipe
 
 The constraint is a prefix trie over each lexicon's words applied at every step of `llm.generate`
 (transformers' `prefix_allowed_tokens_fn`, greedy or beam search): a token may extend the current word
-only along the trie, a word boundary (the sentencepiece `▁`) or the end of the transcript may only
-follow a whole word. It plays the part of a WFST lexicon (Kaldi's L, icefall's HLG) for a model whose
+only along the trie, a word boundary (a space: sentencepiece's `▁`, byte-level BPE's `Ġ`) or the end of
+the transcript may only follow a whole word. With a byte-level BPE (Qwen3's), a token holding part of
+a character's UTF-8 bytes is never allowed: words must be spelt with whole-character tokens. It plays the part of a WFST lexicon (Kaldi's L, icefall's HLG) for a model whose
 LLM knows too few words of its own (the mini recipe's tiny LLM; README of egs/mini_multilingual).
 """
 from __future__ import annotations
@@ -49,6 +50,16 @@ def write_lexicon(lexicon: dict[str, set[str]], lexicon_dir: str | Path) -> None
         (lexicon_dir / f"{lang}.txt").write_text("".join(w + "\n" for w in sorted(words)), encoding="utf-8")
 
 
+def piece_texts(tokenizer) -> list[str]:
+    """The text of every token id with a space where it starts a word: sentencepiece's `▁` becomes a
+    space; a byte-level BPE's tokens are decoded one by one (`Ġ` -> space, a partial UTF-8 character ->
+    U+FFFD, which no word contains)."""
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    if any(SPACE in p for p in pieces if p):
+        return [(p or "").replace(SPACE, " ") for p in pieces]
+    return [tokenizer.convert_tokens_to_string([p]) if p else "" for p in pieces]
+
+
 def _prefixes(words: set[str]) -> set[str]:
     return {w[:i] for w in words for i in range(len(w) + 1)}
 
@@ -56,8 +67,9 @@ def _prefixes(words: set[str]) -> set[str]:
 class LexiconConstraint:
     """prefix_allowed_tokens_fn for a batch: allowed next token ids given the tokens generated so far.
 
-    vocab: the tokenizer's pieces by id (sentencepiece, `▁` = word boundary); special_ids: ids never
-    allowed inside a transcript (pad, unk, <blank>, ...); eos_id: allowed after a whole word.
+    vocab: the text of each token id, a space marking a word boundary (`piece_texts(tokenizer)`);
+    special_ids: ids never allowed inside a transcript (pad, unk, <blank>, ...); eos_id: allowed after
+    a whole word.
     """
 
     def __init__(self, lexicon: dict[str, set[str]], vocab: list[str], eos_id: int, special_ids: set[int]):
@@ -71,14 +83,13 @@ class LexiconConstraint:
 
     @classmethod
     def from_tokenizer(cls, lexicon: dict[str, set[str]], tokenizer) -> "LexiconConstraint":
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        return cls(lexicon, vocab, tokenizer.eos_token_id, set(tokenizer.all_special_ids))
+        return cls(lexicon, piece_texts(tokenizer), tokenizer.eos_token_id, set(tokenizer.all_special_ids))
 
     def _advance(self, lang: str, word: str, started: bool, piece: str) -> tuple[str, bool] | None:
         """The state after `piece`, or None if it leaves the lexicon. word: the current partial word."""
         prefixes, words = self.prefixes[lang], self.words[lang]
         for ch in piece:
-            if ch == SPACE:
+            if ch == " ":
                 if word and word not in words:
                     return None
                 if not word and started:  # two boundaries in a row
