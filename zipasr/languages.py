@@ -61,6 +61,10 @@ LANGUAGES: dict[str, Language] = {
 }
 
 
+# Languages written without spaces between words (their "words" cannot be split at white space).
+NO_SPACE = frozenset({"ja", "zh", "th"})
+
+
 class UnknownLanguageError(ValueError):
     """A language code that is not in the table; the message lists the known codes."""
 

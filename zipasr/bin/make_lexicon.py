@@ -4,7 +4,7 @@
     python -m zipasr.bin.decode ... --lexicon data/lang/lexicon     # every written word is a lexicon word
 
 Each input dir needs `text` and `utt2lang`; the words of every utterance (split at white space) join its
-language's list. Languages written without spaces between words (ja, zh, th: zipasr.mini.text.NO_SPACE)
+language's list. Languages written without spaces between words (ja, zh, th: zipasr.languages.NO_SPACE)
 get no list unless named in --segmented (their "words" would be whole sentences), so they are decoded
 unconstrained. --min_count drops words seen fewer times. Never build a lexicon from a test set.
 """
@@ -34,8 +34,7 @@ def get_parser():
 @cli_main("make_lexicon")
 def main(argv: list[str] | None = None) -> int:
     from zipasr.data.datadir import DataDirError, read_kaldi_map
-    from zipasr.languages import get_language
-    from zipasr.mini.text import NO_SPACE
+    from zipasr.languages import NO_SPACE, get_language
     from zipasr.model.lexicon import write_lexicon
 
     args = get_parser().parse_args(argv)

@@ -73,7 +73,7 @@ class CorpusConfig:
     min_words: int = 3
     max_words: int = 8
     lm_sentences_per_lang: int = 0
-    # Languages written without spaces (zipasr.mini.text.NO_SPACE) whose transcripts and LLM text
+    # Languages written without spaces (zipasr.languages.NO_SPACE) whose transcripts and LLM text
     # separate words by spaces here (word-segmented, as Japanese corpora's transcripts often are).
     segmented_languages: list[str] = field(default_factory=list)
     # Which paper language each mini language stands in for (documentation, printed in logs).

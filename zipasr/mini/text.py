@@ -18,6 +18,8 @@ import unicodedata
 
 import numpy as np
 
+from zipasr.languages import NO_SPACE
+
 # Unicode script of each language's letters (prefix of unicodedata.name); LATIN unless listed.
 SCRIPTS: dict[str, tuple[str, ...]] = {
     "ru": ("CYRILLIC",),
@@ -30,8 +32,6 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "ja": ("HIRAGANA", "KATAKANA"),
 }
 
-# Languages written without spaces between words.
-NO_SPACE = {"ja", "zh", "th"}
 
 
 def script_of(lang: str) -> tuple[str, ...]:

@@ -80,6 +80,7 @@ class LexiconConstraint:
         self.special_ids = set(special_ids) | {eos_id}
         self.all_ids = list(range(len(vocab)))
         self._cache: dict[tuple[str, str, bool], list[int]] = {}
+        self._states: dict[tuple[str, tuple[int, ...]], tuple[str, bool]] = {}
 
     @classmethod
     def from_tokenizer(cls, lexicon: dict[str, set[str]], tokenizer) -> "LexiconConstraint":
@@ -115,17 +116,25 @@ class LexiconConstraint:
         return self._cache[key]
 
     def state(self, lang: str, token_ids: list[int]) -> tuple[str, bool]:
-        """(partial word, started) after the generated tokens; off-lexicon text (unconstrained) resets."""
-        word, started = "", False
-        for i in token_ids:
-            if i in self.special_ids:
-                continue
+        """(partial word, started) after the generated tokens; off-lexicon text (unconstrained) resets.
+        Each hypothesis grows by one token per step, so the state of its prefix is looked up (cached per
+        decoding batch by `for_batch`) and advanced by the last token only."""
+        key = (lang, tuple(token_ids))
+        if key in self._states:
+            return self._states[key]
+        if not token_ids:
+            return "", False
+        word, started = self.state(lang, token_ids[:-1])
+        i = token_ids[-1]
+        if i not in self.special_ids:
             nxt = self._advance(lang, word, started, self.vocab[i])
             word, started = nxt if nxt is not None else ("", True)
+        self._states[key] = (word, started)
         return word, started
 
     def for_batch(self, langs: list[str]):
         """prefix_allowed_tokens_fn(batch_id, generated ids (L,)) for a batch of these languages."""
+        self._states.clear()  # the hypotheses of the previous batch are finished
         def allowed_tokens(batch_id: int, input_ids: Tensor) -> list[int]:
             lang = langs[batch_id]
             if lang not in self.words:
