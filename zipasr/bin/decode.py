@@ -77,7 +77,8 @@ def get_parser() -> argparse.ArgumentParser:
                         "(1 - w) x LLM score + w x CTC log-likelihood / length**length_penalty "
                         "(zipasr.model.ctc; 0 = off)")
     p.add_argument("--ctc_dir", default=None,
-                   help="dir with ctc_head.safetensors and ctc_vocab.json (default: the model's encoder dir)")
+                   help="dir with ctc_head.safetensors and ctc_vocab.json (default: the model's own head when it was "
+                        "trained with one (model.aux_ctc), else its encoder dir)")
     add_device_arguments(p)
     p.add_argument("--dump_embeddings", action="store_true",
                    help="also write OUT/embeddings.npz (utterance-level encoder outputs, their languages)")
@@ -140,9 +141,12 @@ def decode(args: argparse.Namespace) -> dict:
     bf16 = use_bf16(args.bf16, device)
     ctc_scorer = None
     if args.ctc_weight > 0:
-        ctc_scorer = CTCScorer.from_dir(args.ctc_dir or info["encoder_dir"]).to(device)
-        logger.info("CTC rescoring of the %d-best (weight %g, head of %s)", args.beam, args.ctc_weight,
-                    args.ctc_dir or info["encoder_dir"])
+        if args.ctc_dir is None and model.ctc_head is not None:
+            ctc_scorer, source = model.ctc_head, f"{args.exp_dir} (its auxiliary CTC head)"
+        else:
+            source = args.ctc_dir or info["encoder_dir"]
+            ctc_scorer = CTCScorer.from_dir(source).to(device)
+        logger.info("CTC rescoring of the %d-best (weight %g, head of %s)", args.beam, args.ctc_weight, source)
     constraint = None
     if args.lexicon:
         lexicon = read_lexicon(args.lexicon)
@@ -212,7 +216,7 @@ def decode(args: argparse.Namespace) -> dict:
                f"{f' (length penalty {args.length_penalty:g})' if args.beam > 1 else ''}"
                f"{f', no repeated {args.no_repeat_ngram_size}-grams' if args.no_repeat_ngram_size > 0 else ''}, "
                f"{f'lexicon {args.lexicon}, ' if constraint is not None else ''}"
-               f"{f'CTC rescoring weight {args.ctc_weight:g}, ' if ctc_scorer is not None else ''}"
+               f"{f'CTC rescoring weight {args.ctc_weight:g} (head of {source}), ' if ctc_scorer is not None else ''}"
                f"batch {args.batch_size}, attention {model.llm.config._attn_implementation})")
     if detector is not None:
         reference = {data.utterances[i].utt: data.utterances[i].lang for i in indices if data.utterances[i].lang}

@@ -15,6 +15,10 @@ where llm_score is transformers' beam score (log-probability / n ** length_penal
 generated tokens (EOS included) and log p_ctc the CTC log-likelihood of y's characters on the encoder
 output (torch's ctc_loss). An utterance whose N-best holds a character the head does not know keeps
 the LLM's best hypothesis (its CTC cannot score all of them alike).
+
+A Speech-LLM may also train a head of its own (`ModelConfig.aux_ctc`, not the paper's): an auxiliary
+CTC loss on the encoder output over the training transcripts' characters, warm-started from the
+encoder dir's head (`CTCScorer.warm_start`); its checkpoint dir then holds the same two files.
 """
 from __future__ import annotations
 
@@ -90,6 +94,42 @@ class CTCScorer(nn.Module):
         head = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
         head.load_state_dict(state)
         return cls(head, vocab).eval()
+
+    @classmethod
+    def warm_start(cls, vocab: CharVocab, d_enc: int, init: "CTCScorer | None" = None) -> "CTCScorer":
+        """A head over `vocab`: the blank's and every shared character's row copied from `init`; the other
+        rows get nn.Linear's initialisation (seeded by the caller's torch seed)."""
+        head = nn.Linear(d_enc, len(vocab))
+        if init is not None:
+            if init.head.in_features != d_enc:
+                raise ValueError(f"CTC head of width {init.head.in_features}, the encoder's is {d_enc}")
+            pairs = [(0, 0)] + [(vocab.index[c], init.vocab.index[c]) for c in vocab.chars if c in init.vocab.index]
+            new, old = (torch.tensor(x) for x in zip(*pairs))
+            with torch.no_grad():
+                head.weight[new] = init.head.weight[old].to(head.weight.dtype)
+                head.bias[new] = init.head.bias[old].to(head.bias.dtype)
+        return cls(head, vocab)
+
+    def save(self, out_dir: str | Path) -> None:
+        """Write `CTC_HEAD_FILE` and `CTC_VOCAB_FILE` into out_dir (what `from_dir` reads)."""
+        from safetensors.torch import save_file
+
+        out_dir = Path(out_dir)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(state, str(out_dir / CTC_HEAD_FILE))
+        (out_dir / CTC_VOCAB_FILE).write_text(json.dumps(self.vocab.chars, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
+
+    def loss(self, hidden: Tensor, lens: Tensor, texts: list[str]) -> tuple[Tensor, int]:
+        """hidden (N, T, d_enc), lens (N,), N transcripts -> (summed CTC loss, number of target characters).
+        Unknown characters are dropped; an utterance with more characters than frames adds zero."""
+        targets = [self.vocab.encode(t) for t in texts]
+        log_probs = self.log_probs(hidden).transpose(0, 1)  # (T, N, V)
+        flat = torch.tensor([i for t in targets for i in t], dtype=torch.long, device=hidden.device)
+        target_lens = torch.tensor([len(t) for t in targets], dtype=torch.long, device=hidden.device)
+        nll = nn.functional.ctc_loss(log_probs, flat, lens.to(hidden.device), target_lens, reduction="sum",
+                                     zero_infinity=True)
+        return nll, int(target_lens.sum())
 
     def log_probs(self, hidden: Tensor) -> Tensor:
         """hidden (N, T, d_enc) -> log-probs (N, T, V) float32."""

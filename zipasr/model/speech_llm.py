@@ -11,6 +11,10 @@ Languages are passed explicitly: `lang_ids` (B,) index `SpeechLLM.languages` and
 Training stages (paper Sec. IV-F):
 - Stage 1: encoder + projector + LLM-side LoRA trainable, no encoder adapter;
 - Stage 2: encoder frozen (its Stage-1 weights), encoder-side adapter + projector + LLM-side LoRA trainable.
+
+Optionally (`ModelConfig.aux_ctc`, not the paper's) a character CTC head on the encoder output adds
+weight x its CTC loss to either stage's objective; its gradient reaches whatever the stage trains in the
+encoder (Stage 2: the encoder adapter). The head also serves N-best rescoring in decoding.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from torch import Tensor, nn
 from zipasr.adapters import LangState, adapter_layers, init_b_from_checkpoint, inject_adapters, load_adapters, save_adapters
 from zipasr.adapters.inject import ROUTED_METHODS, read_safetensors
 from zipasr.languages import check_languages, get_language
-from zipasr.model.ctc import CTCScorer, rescore
+from zipasr.model.ctc import CTC_HEAD_FILE, CTC_VOCAB_FILE, CharVocab, CTCScorer, rescore
 from zipasr.model.encoder import MEL_FRAMES_PER_SECOND, WhisperSpeechEncoder
 from zipasr.model.lid import LID_SOURCES, lid_embeddings_for_model
 from zipasr.model.llm import llm_lora_targets, load_llm
@@ -81,6 +85,18 @@ class LLMLoRAConfig:
 
 
 @dataclass
+class AuxCTCConfig:
+    """An auxiliary character CTC loss on the encoder output (not the paper's; off by default).
+
+    The head's characters are those of the training transcripts plus the warm-start head's; the warm start
+    (`init_from`, default: the encoder dir when it holds a CTC head, as the mini recipe's does) gives the
+    rows of the characters it knows."""
+
+    weight: float = 0.0  # objective = CE + weight x CTC (per target character); 0: no head
+    init_from: str | None = None  # a dir with ctc_head.safetensors + ctc_vocab.json
+
+
+@dataclass
 class ModelConfig:
     """Everything that builds a SpeechLLM; YAML keys equal these fields."""
 
@@ -107,6 +123,7 @@ class ModelConfig:
     init_from: str | None = None  # a Stage-1 checkpoint dir, loaded before the encoder adapter is inserted
     encoder_adapter: EncoderAdapterConfig = field(default_factory=EncoderAdapterConfig)
     llm_lora: LLMLoRAConfig = field(default_factory=LLMLoRAConfig)
+    aux_ctc: AuxCTCConfig = field(default_factory=AuxCTCConfig)
 
     def __post_init__(self):
         if self.regime not in REGIMES:
@@ -122,6 +139,8 @@ class ModelConfig:
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(f"model.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
                              f"got {self.attn_implementation!r}")
+        if self.aux_ctc.weight < 0:
+            raise ValueError(f"model.aux_ctc.weight must be >= 0, got {self.aux_ctc.weight}")
         check_languages(self.languages)
 
 
@@ -140,7 +159,8 @@ class SpeechBatch:
 
     feats (N, n_mels, T) float; feat_lens (N,) long; lang_ids (N,) long (indices into SpeechLLM.languages);
     text_ids: N transcripts as token ids, without EOS; rows: which utterances share one LLM row
-    (packing, same language by the data side's choice); default one utterance per row.
+    (packing, same language by the data side's choice); default one utterance per row; texts: the N
+    transcripts as text (the auxiliary CTC loss's targets; needed only when the model has one).
     """
 
     feats: Tensor
@@ -148,16 +168,18 @@ class SpeechBatch:
     lang_ids: Tensor
     text_ids: list[list[int]]
     rows: list[list[int]] | None = None
+    texts: list[str] | None = None
 
     def to(self, device) -> "SpeechBatch":
         return SpeechBatch(self.feats.to(device), self.feat_lens.to(device), self.lang_ids.to(device),
-                           self.text_ids, self.rows)
+                           self.text_ids, self.rows, self.texts)
 
 
 @dataclass
 class SpeechLLMOutput:
-    loss: Tensor  # mean cross-entropy over target tokens (transcripts + EOS)
+    loss: Tensor  # mean cross-entropy over target tokens (transcripts + EOS) [+ aux_ctc weight x ctc_loss]
     n_tokens: int  # number of target tokens
+    ctc_loss: Tensor | None = None  # auxiliary CTC loss per target character (models with a CTC head)
 
 
 # --------------------------------------------------------------------------- the model
@@ -198,6 +220,8 @@ class SpeechLLM(nn.Module):
         self.prompt_ids = [self.tokenize_prompt(code) for code in self.languages]
         self.encoder_adapter_config: EncoderAdapterConfig | None = None
         self.llm_lora_config: LLMLoRAConfig | None = None
+        self.ctc_head: CTCScorer | None = None  # auxiliary CTC head (attach_ctc_head)
+        self.ctc_weight = 0.0
 
     def tokenize_prompt(self, code: str) -> list[int]:
         """Token ids of the language table's prompt for `code` (no special tokens)."""
@@ -222,6 +246,7 @@ class SpeechLLM(nn.Module):
                     train_segment_frames=[seconds_to_frames(s) for s in cfg.train_segment_seconds],
                     decode_segment_frames=seconds_to_frames(cfg.decode_segment_seconds))
         model.insert_llm_lora(cfg.llm_lora)
+        model.ctc_weight = cfg.aux_ctc.weight
         if cfg.init_from:
             model.load_trainable(cfg.init_from)
         if cfg.encoder_adapter.method:
@@ -258,6 +283,19 @@ class SpeechLLM(nn.Module):
         self.encoder_adapter_config = cfg
         return names
 
+    def attach_ctc_head(self, head: CTCScorer) -> None:
+        """Give the model an auxiliary CTC head (trained in both stages while it is attached)."""
+        self.ctc_head = head.to(next(self.encoder.parameters()).device)
+
+    def build_ctc_head(self, texts, init_dir: str | Path | None = None) -> CTCScorer:
+        """A CTC head over the characters of `texts` (the training transcripts) and of the warm start: the
+        head the model already has (from a checkpoint with one), else `init_dir`'s when it holds one."""
+        init = self.ctc_head
+        if init is None and init_dir and (Path(init_dir) / CTC_HEAD_FILE).is_file():
+            init = CTCScorer.from_dir(init_dir)
+        chars = set(CharVocab.from_texts(texts).chars) | set(init.vocab.chars if init is not None else [])
+        return CTCScorer.warm_start(CharVocab(sorted(chars)), self.encoder.output_dim, init)
+
     # ----------------------------------------------------------------- trainable parts
     def _adapter_param_ids(self, module: nn.Module) -> set[int]:
         return {id(p) for layer in adapter_layers(module).values()
@@ -291,15 +329,21 @@ class SpeechLLM(nn.Module):
             if id(p) not in llm_adapter:
                 p.requires_grad_(False)
         self.projector.requires_grad_(True)
+        if self.ctc_head is not None:
+            self.ctc_head.requires_grad_(True)
 
     def trainable_parameter_count(self) -> dict[str, int]:
-        return {"encoder": count_trainable(self.encoder), "projector": count_trainable(self.projector),
-                "llm": count_trainable(self.llm)}
+        counts = {"encoder": count_trainable(self.encoder), "projector": count_trainable(self.projector),
+                  "llm": count_trainable(self.llm)}
+        if self.ctc_head is not None:
+            counts["ctc_head"] = count_trainable(self.ctc_head)
+        return counts
 
     def save_trainable(self, out_dir: str | Path) -> Path:
         """Write the parts that training changes (never the frozen LLM):
         projector.safetensors; encoder.safetensors when the encoder itself is trainable (Stage 1);
-        encoder_adapter/ and llm_lora/ adapter checkpoints; speech_llm.json (languages, parts)."""
+        encoder_adapter/ and llm_lora/ adapter checkpoints; the auxiliary CTC head (ctc_head.safetensors,
+        ctc_vocab.json: a dir `CTCScorer.from_dir` reads); speech_llm.json (languages, parts)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         parts = ["projector"]
@@ -317,6 +361,9 @@ class SpeechLLM(nn.Module):
         if self._adapter_param_ids(self.llm):
             save_adapters(self.llm, out_dir / LLM_LORA_DIR, extra_config=_as_json(self.llm_lora_config))
             parts.append("llm_lora")
+        if self.ctc_head is not None:
+            self.ctc_head.save(out_dir)
+            parts.append("ctc_head")
         meta = {"languages": self.languages, "parts": parts, "projector": type(self.projector).__name__}
         (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         logger.info("saved %s to %s", ", ".join(parts), out_dir)
@@ -344,6 +391,11 @@ class SpeechLLM(nn.Module):
             load_adapters(self.encoder, ckpt_dir / ENCODER_ADAPTER_DIR)
         if "llm_lora" in meta["parts"]:
             load_adapters(self.llm, ckpt_dir / LLM_LORA_DIR)
+        if "ctc_head" in meta["parts"]:
+            head = CTCScorer.from_dir(ckpt_dir)
+            if self.ctc_head is not None and self.ctc_head.vocab.chars != head.vocab.chars:
+                raise ValueError(f"{ckpt_dir / CTC_VOCAB_FILE}: the CTC head's characters differ from the model's")
+            self.attach_ctc_head(head)
         logger.info("loaded %s from %s", ", ".join(meta["parts"]), ckpt_dir)
         return meta["parts"]
 
@@ -387,7 +439,8 @@ class SpeechLLM(nn.Module):
         rows = batch.rows if batch.rows is not None else [[i] for i in range(n)]
         if sorted(i for row in rows for i in row) != list(range(n)):
             raise ValueError(f"batch.rows must use every utterance 0..{n - 1} exactly once, got {rows}")
-        speech, speech_lens = self.encode(batch.feats, batch.feat_lens, batch.lang_ids, segment_frames)
+        speech, speech_lens, enc_out, enc_lens = self._encode(batch.feats, batch.feat_lens, batch.lang_ids,
+                                                              segment_frames)
         lang_ids = batch.lang_ids.tolist()
         speech_lens = speech_lens.tolist()
 
@@ -428,7 +481,13 @@ class SpeechLLM(nn.Module):
         logits = self.llm.get_output_embeddings()(hidden[:, :-1][selected]).float()
         n_tokens = int(selected.sum())
         loss = nn.functional.cross_entropy(logits, shifted[selected], reduction="sum") / max(n_tokens, 1)
-        return SpeechLLMOutput(loss=loss, n_tokens=n_tokens)
+        if self.ctc_head is None or self.ctc_weight <= 0:
+            return SpeechLLMOutput(loss=loss, n_tokens=n_tokens)
+        if batch.texts is None or len(batch.texts) != n:
+            raise ValueError("the auxiliary CTC loss needs the batch's transcripts as text (SpeechBatch.texts)")
+        ctc_sum, n_chars = self.ctc_head.loss(enc_out, enc_lens, batch.texts)
+        ctc = ctc_sum / max(n_chars, 1)
+        return SpeechLLMOutput(loss=loss + self.ctc_weight * ctc, n_tokens=n_tokens, ctc_loss=ctc.detach())
 
     # ----------------------------------------------------------------- decoding
     @torch.no_grad()
@@ -445,7 +504,7 @@ class SpeechLLM(nn.Module):
         sequence (ESPnet's maxlenratio): a model caught in a repetition loop stops there, not at
         max_new_tokens.
         ctc_scorer with ctc_weight > 0 (beam search only): the num_beams-best of each utterance are
-        rescored with the encoder's CTC head (zipasr.model.ctc).
+        rescored with a CTC head on the encoder output (zipasr.model.ctc; e.g. the model's own `ctc_head`).
         """
         speech, speech_lens, hidden, enc_lens = self._encode(feats, feat_lens, lang_ids, segment_frames)
         if max_len_ratio > 0:

@@ -121,6 +121,10 @@ class SpeechDataset:
             return int(self.dd.utt2dur[utt] * FRAME_RATE)
         return self._load(utt).shape[1]
 
+    def texts(self) -> list[str]:
+        """The transcripts of the utterances kept, in order."""
+        return [self.dd.text[u.utt] for u in self.utterances]
+
     def __len__(self) -> int:
         return len(self.utterances)
 
@@ -147,7 +151,7 @@ class SpeechDataset:
     def collate(self, rows: Sequence[Sequence[int]]):
         """Rows of utterance indices -> SpeechBatch with feats (N, n_mels, T_max) zero-padded, feat_lens (N,),
         lang_ids (N,) (UNKNOWN_LANG where utt2lang is absent), text_ids (N lists), rows (indices into the N
-        flattened utterances)."""
+        flattened utterances), texts (N transcripts, "" where the data dir has none)."""
         from zipasr.model.speech_llm import SpeechBatch
 
         order = [i for row in rows for i in row]
@@ -166,4 +170,5 @@ class SpeechDataset:
             lang_ids=torch.tensor([self.lang_ids[i] for i in order], dtype=torch.long),
             text_ids=[list(self.utterances[i].text_ids) for i in order],
             rows=flat_rows,
+            texts=[self.dd.text.get(self.utterances[i].utt, "") for i in order],
         )

@@ -75,6 +75,13 @@ def load_model(path: str | Path, checkpoint: str | None = None, device: str | to
         ckpt = Path(checkpoint)
         if not ckpt.is_dir():
             ckpt = path / "checkpoints" / checkpoint
+        if (path / CTC_VOCAB_FILE).is_file():  # trained with an auxiliary CTC head (the trainer wrote its characters)
+            from zipasr.model.ctc import CharVocab, CTCScorer
+
+            vocab = CharVocab(json.loads((path / CTC_VOCAB_FILE).read_text(encoding="utf-8")))
+            model.attach_ctc_head(CTCScorer.warm_start(vocab, model.encoder.output_dim))
+        # the stage's trainable flags say which tensors a step checkpoint must hold
+        model.set_stage(cfg.train.stage, train_encoder=cfg.train.stage1_train_encoder)
         load_trainable_state(model, load_weights(ckpt / WEIGHTS), str(ckpt))
     return model.to(device).eval(), {"kind": "experiment", "lang": None, "config": cfg,
                                      "encoder_dir": cfg.model.encoder_dir}
@@ -124,6 +131,8 @@ def export_model(exp_dir: str | Path, lang: str, out_dir: str | Path, checkpoint
     for extra in ("preprocessor_config.json", "generation_config.json", CTC_HEAD_FILE, CTC_VOCAB_FILE):
         if (Path(cfg.model.encoder_dir) / extra).is_file():
             shutil.copy(Path(cfg.model.encoder_dir) / extra, tmp / "encoder" / extra)
+    if model.ctc_head is not None:  # the model's own (auxiliary) CTC head replaces the pretrained encoder's
+        model.ctc_head.save(tmp / "encoder")
     model.llm.save_pretrained(tmp / "llm")
     model.tokenizer.save_pretrained(tmp / "llm")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.projector.state_dict().items()},

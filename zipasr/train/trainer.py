@@ -183,6 +183,26 @@ def load_dataset(cfg: ExperimentConfig, model, data_dir: str) -> SpeechDataset:
                          cache=cfg.data.cache_features, max_frames=max_frames)
 
 
+def attach_aux_ctc(model, cfg: ExperimentConfig, dataset: SpeechDataset, exp_dir: Path, rank: int) -> None:
+    """The auxiliary CTC head (model.aux_ctc): over the training transcripts' characters, warm-started; its
+    character list is written to EXP/ctc_vocab.json (a resumed run must find the same)."""
+    from zipasr.model.ctc import CTC_HEAD_FILE, CTC_VOCAB_FILE
+
+    init_dir = cfg.model.aux_ctc.init_from or cfg.model.encoder_dir
+    warm = ("the head of model.init_from" if model.ctc_head is not None
+            else init_dir if (Path(init_dir) / CTC_HEAD_FILE).is_file() else "nothing (no head found)")
+    head = model.build_ctc_head(dataset.texts(), init_dir)
+    vocab_file = exp_dir / CTC_VOCAB_FILE
+    if vocab_file.is_file() and json.loads(vocab_file.read_text(encoding="utf-8")) != head.vocab.chars:
+        raise ConfigError(f"{vocab_file}: the CTC characters of this run differ from those of the run that wrote it "
+                          "(other training data?); use a new experiment dir")
+    model.attach_ctc_head(head)
+    if rank == 0:
+        vocab_file.write_text(json.dumps(head.vocab.chars, ensure_ascii=False) + "\n", encoding="utf-8")
+    logger.info("auxiliary CTC loss (weight %g): %d characters, warm start from %s", cfg.model.aux_ctc.weight,
+                len(head.vocab.chars), warm)
+
+
 def param_groups(model, weight_decay: float) -> list[dict]:
     """AdamW groups: decay on matrices, none on biases, norms and 1-D tensors."""
     decay, no_decay = [], []
@@ -298,6 +318,8 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
 
     # --- data
     dataset = load_dataset(cfg, model, cfg.data.train_dir)
+    if cfg.model.aux_ctc.weight > 0:
+        attach_aux_ctc(model, cfg, dataset, exp_dir, rank)
     # Reserve each language's own prompt length unless a fixed count is configured.
     prompt_tokens = cfg.data.prompt_tokens
     if prompt_tokens is None:
@@ -376,7 +398,7 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
     loader = Prefetcher(dataset.collate, enabled=not cfg.data.cache_features)
     bar = tqdm(total=total_steps, initial=step, desc=f"stage {cfg.train.stage}", unit="step",
                disable=rank != 0, dynamic_ncols=True)
-    window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "time": time.perf_counter()}
+    window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "ctc": 0.0, "micro": 0.0, "time": time.perf_counter()}
     bad_in_row = 0
     saved_at = step if list_checkpoints(ckpt_root) else -1
     while step < total_steps:
@@ -418,25 +440,31 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
                 window["loss"] += float(loss_sum.detach())
                 window["tokens"] += out.n_tokens
                 window["utts"] += len(batch.text_ids)
+                window["micro"] += 1
+                if out.ctc_loss is not None:
+                    window["ctc"] += float(out.ctc_loss)
             engine.step()
         step += 1
         lr = engine.get_lr()[0]
         if step % cfg.train.log_every == 0 or step == total_steps:
-            loss_sum, tokens, utts = all_reduce_sum([window["loss"], window["tokens"], window["utts"]], device)
+            loss_sum, tokens, utts, ctc_sum, micro = all_reduce_sum(
+                [window["loss"], window["tokens"], window["utts"], window["ctc"], window["micro"]], device)
             elapsed = time.perf_counter() - window["time"]
             loss = loss_sum / max(tokens, 1.0)
+            ctc = ctc_sum / max(micro, 1.0) if model.ctc_head is not None and model.ctc_weight > 0 else None
             grad_norm = engine.get_global_grad_norm()
             if rank == 0:
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", utt_s=f"{utts / elapsed:.1f}")
-                logger.info("step %d/%d loss %.4f lr %.3e grad_norm %s %.1f utt/s %.0f tok/s", step, total_steps,
-                            loss, lr, f"{grad_norm:.3f}" if grad_norm is not None else "-", utts / elapsed,
-                            tokens / elapsed)
+                logger.info("step %d/%d loss %.4f%s lr %.3e grad_norm %s %.1f utt/s %.0f tok/s", step, total_steps,
+                            loss, f" (ctc {ctc:.4f})" if ctc is not None else "", lr,
+                            f"{grad_norm:.3f}" if grad_norm is not None else "-", utts / elapsed, tokens / elapsed)
                 for key, value in (("loss", loss), ("lr", lr), ("utt_per_s", utts / elapsed),
-                                   ("target_tokens_per_s", tokens / elapsed)):
-                    writer.add_scalar(f"train/{key}", value, step)
+                                   ("target_tokens_per_s", tokens / elapsed), ("ctc_loss", ctc)):
+                    if value is not None:
+                        writer.add_scalar(f"train/{key}", value, step)
                 if grad_norm is not None:
                     writer.add_scalar("train/grad_norm", float(grad_norm), step)
-            window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "time": time.perf_counter()}
+            window = {"loss": 0.0, "tokens": 0.0, "utts": 0.0, "ctc": 0.0, "micro": 0.0, "time": time.perf_counter()}
         bar.update(1)
         if step % cfg.train.save_every == 0 or step == total_steps:
             checkpoint(step)
