@@ -290,10 +290,12 @@ class SpeechLLM(nn.Module):
     def build_ctc_head(self, texts, init_dir: str | Path | None = None) -> CTCScorer:
         """A CTC head over the characters of `texts` (the training transcripts) and of the warm start: the
         head the model already has (from a checkpoint with one), else `init_dir`'s when it holds one."""
-        init = self.ctc_head
+        init, source = self.ctc_head, "the model's own head"
         if init is None and init_dir and (Path(init_dir) / CTC_HEAD_FILE).is_file():
-            init = CTCScorer.from_dir(init_dir)
+            init, source = CTCScorer.from_dir(init_dir), str(init_dir)
         chars = set(CharVocab.from_texts(texts).chars) | set(init.vocab.chars if init is not None else [])
+        logger.info("CTC head over %d characters, warm start from %s", len(chars),
+                    source if init is not None else "nothing (no head found)")
         return CTCScorer.warm_start(CharVocab(sorted(chars)), self.encoder.output_dim, init)
 
     # ----------------------------------------------------------------- trainable parts

@@ -186,12 +186,9 @@ def load_dataset(cfg: ExperimentConfig, model, data_dir: str) -> SpeechDataset:
 def attach_aux_ctc(model, cfg: ExperimentConfig, dataset: SpeechDataset, exp_dir: Path, rank: int) -> None:
     """The auxiliary CTC head (model.aux_ctc): over the training transcripts' characters, warm-started; its
     character list is written to EXP/ctc_vocab.json (a resumed run must find the same)."""
-    from zipasr.model.ctc import CTC_HEAD_FILE, CTC_VOCAB_FILE
+    from zipasr.model.ctc import CTC_VOCAB_FILE
 
-    init_dir = cfg.model.aux_ctc.init_from or cfg.model.encoder_dir
-    warm = ("the head of model.init_from" if model.ctc_head is not None
-            else init_dir if (Path(init_dir) / CTC_HEAD_FILE).is_file() else "nothing (no head found)")
-    head = model.build_ctc_head(dataset.texts(), init_dir)
+    head = model.build_ctc_head(dataset.texts(), cfg.model.aux_ctc.init_from or cfg.model.encoder_dir)
     vocab_file = exp_dir / CTC_VOCAB_FILE
     if vocab_file.is_file() and json.loads(vocab_file.read_text(encoding="utf-8")) != head.vocab.chars:
         raise ConfigError(f"{vocab_file}: the CTC characters of this run differ from those of the run that wrote it "
@@ -199,8 +196,7 @@ def attach_aux_ctc(model, cfg: ExperimentConfig, dataset: SpeechDataset, exp_dir
     model.attach_ctc_head(head)
     if rank == 0:
         vocab_file.write_text(json.dumps(head.vocab.chars, ensure_ascii=False) + "\n", encoding="utf-8")
-    logger.info("auxiliary CTC loss (weight %g): %d characters, warm start from %s", cfg.model.aux_ctc.weight,
-                len(head.vocab.chars), warm)
+    logger.info("auxiliary CTC loss (weight %g)", cfg.model.aux_ctc.weight)
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:
