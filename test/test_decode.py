@@ -258,6 +258,107 @@ def test_ctc_log_likelihood_sums_over_alignments():
     assert vocab.covers("ab ba") is False and vocab.covers("abba") is True
 
 
+class _PieceTokenizer:
+    """The part of a sentencepiece tokenizer CTCPrefixScorer reads: ids 0 (pad) and 1 (EOS) special."""
+
+    all_special_ids = [0, 1]
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def __len__(self):
+        return len(self.pieces)
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.pieces[i] for i in ids]
+
+
+def test_ctc_prefix_scores_sum_over_alignments():
+    """Joint decoding's CTC part: summed over the steps, a hypothesis' CTC scores are its prefix score
+    log p_ctc(chars, ...) (all alignments whose labels start with them), and after EOS its CTC
+    log-likelihood; checked against enumerating every alignment, for multi-character pieces, word
+    boundaries, repeated characters and a batch of two utterances of different lengths."""
+    import itertools
+    import math
+
+    from zipasr.model.ctc import CharVocab, CTCPrefixScorer, CTCScorer
+
+    pieces = ["<pad>", "</s>", "\u2581a", "b", "a", "\u2581", "ab", "bb"]
+    vocab = CharVocab([" ", "a", "b"])
+    torch.manual_seed(0)
+    scorer = CTCScorer(torch.nn.Linear(4, len(vocab)), vocab)
+    hidden, lens = torch.randn(2, 5, 4), torch.tensor([5, 4])
+    with torch.no_grad():
+        log_probs = scorer.log_probs(hidden)
+
+    def brute(utt, text, exact):
+        target, total = vocab.encode(text), []
+        for path in itertools.product(range(len(vocab)), repeat=int(lens[utt])):
+            labels = [k for j, k in enumerate(path) if k != 0 and (j == 0 or k != path[j - 1])]
+            if labels == target if exact else labels[:len(target)] == target:
+                total.append(sum(float(log_probs[utt, t, k]) for t, k in enumerate(path)))
+        return torch.tensor(total).logsumexp(0).item() if total else -math.inf
+
+    for tokens in ([2, 3, 1], [4, 4, 1], [6, 7, 1], [2, 5, 4, 1], [3, 3, 3, 1]):
+        joint = CTCPrefixScorer(scorer, hidden, lens, num_beams=1, weight=1.0, tokenizer=_PieceTokenizer(pieces),
+                                eos_id=1, pre_beam=len(pieces))
+        ids, total, text = torch.zeros(2, 0, dtype=torch.long), torch.zeros(2), ""
+        for token in tokens:
+            total += joint(ids, torch.zeros(2, len(pieces)))[:, token]  # LLM log-probs 0: CTC alone
+            text += pieces[token].replace("\u2581", " ") if token != 1 else ""
+            for utt in range(2):
+                expected = brute(utt, text, exact=token == 1)
+                assert math.isclose(total[utt], expected, abs_tol=1e-4) or total[utt] == expected == -math.inf
+            ids = torch.cat([ids, torch.full((2, 1), token)], 1)
+        # "abbb" and "bbb" need 6 and 5 frames: impossible on the 4 frames of utterance 1
+        assert bool(total[1] == -math.inf) == (tokens in ([6, 7, 1], [3, 3, 3, 1]))
+
+
+def test_ctc_prefix_scorer_prunes_to_the_pre_beam_of_what_is_allowed():
+    from zipasr.model.ctc import CharVocab, CTCPrefixScorer, CTCScorer
+
+    pieces = ["<pad>", "</s>", "a", "b", "c", "<0x41>", "\u2581ab"]  # "c" and the byte piece: not scoreable
+    scorer = CTCScorer(torch.nn.Linear(4, 3), CharVocab(["a", "b"]))
+    joint = CTCPrefixScorer(scorer, torch.randn(1, 6, 4), torch.tensor([6]), num_beams=2, weight=0.4,
+                            tokenizer=_PieceTokenizer(pieces), eos_id=1, pre_beam=3)
+    llm = torch.tensor([[-9.0, -1.0, -2.0, -3.0, -0.5, -0.1, -4.0],
+                        [-9.0, -1.0, -2.0, float("-inf"), -0.5, -0.1, -4.0]]).log_softmax(-1)
+    out = joint(torch.zeros(2, 0, dtype=torch.long), llm)
+    # Row 0: the 3 best (byte piece, c, EOS): only EOS is scoreable. Row 1 the same.
+    assert torch.isfinite(out).nonzero().tolist() == [[0, 1], [1, 1]]
+    joint = CTCPrefixScorer(scorer, torch.randn(1, 6, 4), torch.tensor([6]), num_beams=2, weight=0.4,
+                            tokenizer=_PieceTokenizer(pieces), eos_id=1, pre_beam=5)
+    out = joint(torch.zeros(2, 0, dtype=torch.long), llm)
+    assert torch.isfinite(out[0]).nonzero().flatten().tolist() == [1, 2, 3]  # EOS, a, b; not ▁ab (6th best)
+    assert torch.isfinite(out[1]).nonzero().flatten().tolist() == [1, 2, 6]  # b was ruled out before (the lexicon)
+    finite = torch.isfinite(out)  # (1 - w) x LLM + w x a CTC score change, which is never positive
+    assert (out[finite] <= 0.6 * llm[finite] + 1e-6).all()
+    # Next step: hypothesis "a" is known; "zz" never was scored (a beam out of the search): LLM scores only.
+    nxt = joint(torch.tensor([[2], [4]]), llm)
+    assert torch.isfinite(nxt[0]).any() and torch.equal(nxt[1], llm[1])
+
+
+def test_joint_ctc_decoding(runs, model_and_data, tmp_path):
+    from zipasr.model.ctc import CharVocab, CTCScorer
+    from zipasr.model.lexicon import piece_texts
+
+    model, data = model_and_data
+    indices = list(range(6))
+    # A head over every character the tokenizer can write: a vanishing weight then changes no greedy step.
+    scorer = CTCScorer.from_dir(_ctc_dir(tmp_path, runs))
+    vocab = CharVocab(sorted(set("".join(piece_texts(model.tokenizer))) | set(scorer.vocab.chars)))
+    scorer = CTCScorer.warm_start(vocab, scorer.head.in_features, scorer)
+    plain = _generate(model, data, indices, max_new_tokens=8)
+    assert _generate(model, data, indices, max_new_tokens=8, ctc_scorer=scorer, ctc_weight=1e-6,
+                     ctc_mode="joint") == plain
+    beam = _generate(model, data, indices, max_new_tokens=8, num_beams=3, length_penalty=0.5)
+    ctc_only = _generate(model, data, indices, max_new_tokens=8, num_beams=3, length_penalty=0.5,
+                         ctc_scorer=scorer, ctc_weight=1.0, ctc_mode="joint")
+    assert len(ctc_only) == len(indices) and ctc_only != beam  # the random head steers the search
+    with pytest.raises(ValueError, match="ctc_mode"):
+        _generate(model, data, indices, max_new_tokens=8, ctc_scorer=scorer, ctc_weight=0.5, ctc_mode="prefix")
+
+
 def test_decode_cli_ctc_rescoring_and_its_errors(runs, tmp_path, capsys):
     from zipasr.bin.decode import main
 
@@ -269,5 +370,10 @@ def test_decode_cli_ctc_rescoring_and_its_errors(runs, tmp_path, capsys):
     assert len(read_kaldi_map(out / "text")) == len(read_kaldi_map(runs["data"] / "text"))
     assert main(_decode_args(runs) + ["--out_dir", str(out), "--ctc_weight", "0.3", "--ctc_dir", str(ctc)]) == 1
     assert "--beam 2 or more" in capsys.readouterr().err
+    # Joint CTC/attention decoding needs no N-best: greedy works too.
+    assert main(_decode_args(runs) + ["--out_dir", str(out), "--ctc_weight", "0.3", "--ctc_dir", str(ctc),
+                                      "--ctc_mode", "joint"]) == 0
+    assert "CTC joint decoding weight 0.3" in (out / "decode.log").read_text()
+    assert len(read_kaldi_map(out / "text")) == len(read_kaldi_map(runs["data"] / "text"))
     assert main(_decode_args(runs) + ["--out_dir", str(out), "--beam", "2", "--ctc_weight", "0.3"]) == 1
     assert "ctc_head.safetensors not found" in capsys.readouterr().err  # the tiny Whisper has no CTC head

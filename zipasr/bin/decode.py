@@ -73,9 +73,12 @@ def get_parser() -> argparse.ArgumentParser:
                         "transcript must be a lexicon word of its language (zipasr.model.lexicon); languages "
                         "without a file are decoded unconstrained")
     p.add_argument("--ctc_weight", type=float, default=0.0,
-                   help="beam search only: rescore each utterance's --beam best with the encoder's CTC head, "
-                        "(1 - w) x LLM score + w x CTC log-likelihood / length**length_penalty "
-                        "(zipasr.model.ctc; 0 = off)")
+                   help="weight w of the encoder's CTC head in the search (zipasr.model.ctc; 0 = off), as --ctc_mode "
+                        "says")
+    p.add_argument("--ctc_mode", choices=["rescore", "joint"], default="rescore",
+                   help="rescore: each utterance's --beam best (beam search only) by (1 - w) x LLM score + w x CTC "
+                        "log-likelihood / length**length_penalty; joint: joint CTC/attention decoding, the CTC "
+                        "prefix score of every hypothesis in the search (ESPnet's), (1 - w) x LLM + w x CTC")
     p.add_argument("--ctc_dir", default=None,
                    help="dir with ctc_head.safetensors and ctc_vocab.json (default: the model's own head when it was "
                         "trained with one (model.aux_ctc), else its encoder dir)")
@@ -106,8 +109,9 @@ def decode(args: argparse.Namespace) -> dict:
         raise no_languages  # before the (slow) model loading
     if not 0 <= args.ctc_weight <= 1:
         raise ValueError(f"--ctc_weight must be in [0, 1], got {args.ctc_weight}")
-    if args.ctc_weight > 0 and args.beam < 2:
-        raise ValueError("--ctc_weight rescores the N-best of beam search: pass --beam 2 or more")
+    if args.ctc_weight > 0 and args.ctc_mode == "rescore" and args.beam < 2:
+        raise ValueError("--ctc_mode rescore rescores the N-best of beam search: pass --beam 2 or more "
+                         "(or --ctc_mode joint)")
     device = torch_device(args)
     model, info = load_model(args.exp_dir, args.checkpoint, device)
     if args.attn_implementation:
@@ -146,7 +150,8 @@ def decode(args: argparse.Namespace) -> dict:
         else:
             source = args.ctc_dir or info["encoder_dir"]
             ctc_scorer = CTCScorer.from_dir(source).to(device)
-        logger.info("CTC rescoring of the %d-best (weight %g, head of %s)", args.beam, args.ctc_weight, source)
+        what = "rescoring" if args.ctc_mode == "rescore" else "joint decoding"
+        logger.info("CTC %s (beam %d, weight %g, head of %s)", what, args.beam, args.ctc_weight, source)
     constraint = None
     if args.lexicon:
         lexicon = read_lexicon(args.lexicon)
@@ -185,7 +190,7 @@ def decode(args: argparse.Namespace) -> dict:
             texts = model.generate(batch.feats, batch.feat_lens, lang_ids, max_new_tokens=args.max_new_tokens,
                                    num_beams=args.beam, segment_frames=segment_frames,
                                    max_len_ratio=args.max_len_ratio, ctc_scorer=ctc_scorer,
-                                   ctc_weight=args.ctc_weight, **search_options)
+                                   ctc_weight=args.ctc_weight, ctc_mode=args.ctc_mode, **search_options)
             if args.dump_embeddings:
                 with model.lang_state.bound(lang_ids):
                     pooled = model.encoder.utterance_embeddings(batch.feats, batch.feat_lens, segment_frames or None)
@@ -216,7 +221,7 @@ def decode(args: argparse.Namespace) -> dict:
                f"{f' (length penalty {args.length_penalty:g})' if args.beam > 1 else ''}"
                f"{f', no repeated {args.no_repeat_ngram_size}-grams' if args.no_repeat_ngram_size > 0 else ''}, "
                f"{f'lexicon {args.lexicon}, ' if constraint is not None else ''}"
-               f"{f'CTC rescoring weight {args.ctc_weight:g} (head of {source}), ' if ctc_scorer is not None else ''}"
+               f"{f'CTC {what} weight {args.ctc_weight:g} (head of {source}), ' if ctc_scorer is not None else ''}"
                f"batch {args.batch_size}, attention {model.llm.config._attn_implementation})")
     if detector is not None:
         reference = {data.utterances[i].utt: data.utterances[i].lang for i in indices if data.utterances[i].lang}

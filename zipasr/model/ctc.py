@@ -16,6 +16,17 @@ generated tokens (EOS included) and log p_ctc the CTC log-likelihood of y's char
 output (torch's ctc_loss). An utterance whose N-best holds a character the head does not know keeps
 the LLM's best hypothesis (its CTC cannot score all of them alike).
 
+Joint decoding (`CTCPrefixScorer`; Watanabe et al. 2017, ESPnet's CTCPrefixScore / CTCPrefixScoreTH):
+the CTC prefix score steers the beam search itself instead of only reranking its N-best. At every
+step the ceil(1.5 x beam) best next tokens of each hypothesis by the LLM (ESPnet's pre-beam) get
+
+    (1 - w) * log p_llm(token | prefix) + w * (log p_ctc(prefix + token, ...) - log p_ctc(prefix, ...))
+
+where log p_ctc(g, ...) is the CTC probability of all label sequences that start with g's characters
+(EOS: of g exactly); every other token is pruned. A hypothesis' accumulated score is then
+(1 - w) * log p_llm(y) + w * log p_ctc(y) over the whole search. A token whose characters the head does
+not know (or a special token other than EOS) is pruned too.
+
 A Speech-LLM may also train a head of its own (`ModelConfig.aux_ctc`, not the paper's): an auxiliary
 CTC loss on the encoder output over the training transcripts' characters, warm-started from the
 encoder dir's head (`CTCScorer.warm_start`); its checkpoint dir then holds the same two files.
@@ -23,11 +34,15 @@ encoder dir's head (`CTCScorer.warm_start`); its checkpoint dir then holds the s
 from __future__ import annotations
 
 import json
+import math
+import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from transformers import LogitsProcessor
 
 CTC_HEAD_FILE = "ctc_head.safetensors"
 CTC_VOCAB_FILE = "ctc_vocab.json"
@@ -153,3 +168,141 @@ def rescore(llm_scores: Tensor, ctc_log_likelihoods: Tensor, n_tokens: Tensor, w
     """Index of the best of K hypotheses: llm_scores (K,) as transformers' beam scores, ctc (K,), n (K,)."""
     ctc = ctc_log_likelihoods / n_tokens.float() ** length_penalty
     return int(((1 - weight) * llm_scores + weight * ctc).argmax())
+
+
+NEG_INF = float("-inf")
+_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # sentencepiece's byte fallback
+
+
+@dataclass
+class _Prefix:
+    """One hypothesis' CTC state: its text as generated, its characters (normalize_chars), the index of its
+    last character (0 = none yet), its prefix score log p_ctc(chars, ...) and its column in the forward
+    variables."""
+    text: str
+    chars: str
+    last: int
+    score: float
+    col: int
+
+
+class CTCPrefixScorer(LogitsProcessor):
+    """Joint CTC/attention beam search as a transformers logits processor (module docstring).
+
+    Built per decoding batch from the encoder output; `llm.generate(..., logits_processor=[it])` then
+    calls it at every step with the generated ids (N x num_beams, L) (rows of an utterance contiguous)
+    and the LLM's log-probabilities (N x num_beams, V_tok), after the other processors (e.g. the lexicon
+    constraint). The forward variables of every live hypothesis (ESPnet's r^n, r^b: (T, P)) are kept
+    between steps, keyed by (utterance, generated ids), so each step extends them by the new
+    characters only: O(T) per character and step, vectorised over hypotheses and candidates.
+    """
+
+    def __init__(self, scorer: CTCScorer, hidden: Tensor, lens: Tensor, num_beams: int, weight: float,
+                 tokenizer, eos_id: int, pre_beam: int | None = None):
+        """hidden (N, T, d_enc) encoder output, lens (N,) its lengths; weight w in (0, 1]."""
+        from zipasr.model.lexicon import piece_texts
+
+        if not 0 < weight <= 1:
+            raise ValueError(f"CTC weight must be in (0, 1], got {weight}")
+        with torch.no_grad():
+            lp = scorer.log_probs(hidden)  # (N, T, V)
+        # Frames past an utterance's end: blank with probability 1, nothing else, so the forward
+        # variables at the last frame of the batch are those at the utterance's own last frame.
+        pad = torch.arange(lp.shape[1], device=lp.device)[None] >= lens.to(lp.device)[:, None]
+        lp = lp.masked_fill(pad[..., None], NEG_INF)
+        lp[..., 0] = lp[..., 0].masked_fill(pad, 0.0)
+        self.log_probs = lp.transpose(0, 1).contiguous()  # (T, N, V)
+        self.vocab = scorer.vocab
+        self.num_beams = num_beams
+        self.weight = weight
+        self.eos_id = eos_id
+        self.pre_beam = pre_beam or math.ceil(1.5 * num_beams)
+        special = set(tokenizer.all_special_ids)
+        self.pieces = [None if i in special or _BYTE_PIECE.fullmatch(p) else p
+                       for i, p in enumerate(piece_texts(tokenizer))]
+        self.states: dict[tuple, _Prefix] = {}
+        self.r_n = self.r_b = None  # (T, P): log-prob of the prefix's alignments up to frame t ending in a non-blank / a blank
+
+    def _start(self, n_rows: int) -> None:
+        n = self.log_probs.shape[1]
+        if n_rows != n * self.num_beams:
+            raise ValueError(f"{n_rows} hypotheses for {n} utterances x {self.num_beams} beams")
+        self.r_b = self.log_probs[:, :, 0].cumsum(0)  # the empty prefix: blanks only
+        self.r_n = torch.full_like(self.r_b, NEG_INF)
+        self.states = {(u, ()): _Prefix("", "", 0, 0.0, u) for u in range(n)}
+
+    def _extend(self, r_n: Tensor, r_b: Tensor, last: Tensor, chars: Tensor, utts: Tensor):
+        """Prefixes g (forward variables r_n, r_b (T, P), last characters (P,), 0 = empty) extended by one
+        character c (P,) each, on utterances utts (P,) -> r_n, r_b of g + c and log p_ctc(g + c, ...) (P,)."""
+        x = self.log_probs[:, utts, chars]  # (T, P)
+        blank = self.log_probs[:, utts, 0]
+        # phi: g ends at frame t and c may start at t + 1 (after a blank if c repeats g's last character)
+        phi = torch.logaddexp(r_b, torch.where((last == chars)[None], NEG_INF, r_n))
+        new_n, new_b = torch.full_like(r_n, NEG_INF), torch.full_like(r_b, NEG_INF)
+        new_n[0] = torch.where(last == 0, x[0], NEG_INF)  # an empty g: c may start at frame 0
+        for t in range(1, x.shape[0]):
+            new_n[t] = torch.logaddexp(new_n[t - 1], phi[t - 1]) + x[t]
+            new_b[t] = torch.logaddexp(new_n[t - 1], new_b[t - 1]) + blank[t]
+        score = torch.logsumexp(torch.cat([new_n[:1], phi[:-1] + x[1:]]), dim=0)
+        return new_n, new_b, score
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        """input_ids (R, L) generated so far, scores (R, V_tok) log-probs -> joint scores (R, V_tok)."""
+        if input_ids.shape[1] == 0 or self.r_n is None:
+            self._start(input_ids.shape[0])
+        k = min(self.pre_beam, scores.shape[1])
+        top_scores, top_ids = scores.topk(k, dim=-1)
+        top_scores, top_ids = top_scores.tolist(), top_ids.tolist()
+        out = torch.full_like(scores, NEG_INF)
+        # Candidates: (row, token, parent, new key, text, chars, new characters)
+        cands = []
+        for r, ids in enumerate(input_ids.tolist()):
+            utt, key = r // self.num_beams, tuple(ids)
+            parent = self.states.get((utt, key))
+            if parent is None:  # a hypothesis no longer in the search (its score is -inf): LLM only
+                out[r] = scores[r]
+                continue
+            for llm, tok in zip(top_scores[r], top_ids[r]):
+                if llm == NEG_INF:
+                    break
+                if tok == self.eos_id:
+                    cands.append((r, tok, parent, None, None, None, None))
+                    continue
+                piece = self.pieces[tok]
+                if piece is None:
+                    continue
+                text = parent.text + piece
+                chars = normalize_chars(text)
+                new = chars[len(parent.chars):]
+                if not chars.startswith(parent.chars) or any(c not in self.vocab.index for c in new):
+                    continue
+                cands.append((r, tok, parent, (utt, key + (tok,)), text, chars, new))
+        if not cands:
+            return out
+        parents = torch.tensor([c[2].col for c in cands], device=scores.device)
+        r_n, r_b = self.r_n[:, parents], self.r_b[:, parents]
+        last = torch.tensor([c[2].last for c in cands], device=scores.device)
+        score = torch.tensor([c[2].score for c in cands], device=scores.device)
+        final = torch.logaddexp(r_n[-1], r_b[-1])  # log p_ctc(parent exactly)
+        utts = torch.tensor([c[0] // self.num_beams for c in cands], device=scores.device)
+        parent_score = score.clone()
+        longest = max((len(c[6]) for c in cands if c[6]), default=0)
+        for pos in range(longest):  # one character at a time (most pieces are one character long)
+            sel = [j for j, c in enumerate(cands) if c[6] is not None and len(c[6]) > pos]
+            idx = torch.tensor(sel, device=scores.device)
+            chars = torch.tensor([self.vocab.index[cands[j][6][pos]] for j in sel], device=scores.device)
+            new_n, new_b, new_score = self._extend(r_n[:, idx], r_b[:, idx], last[idx], chars, utts[idx])
+            r_n[:, idx], r_b[:, idx], score[idx], last[idx] = new_n, new_b, new_score, chars
+        is_eos = torch.tensor([c[1] == self.eos_id for c in cands], device=scores.device)
+        # A parent CTC cannot have (score -inf) has -inf children, not nan ones.
+        delta = torch.where(parent_score == NEG_INF, NEG_INF, torch.where(is_eos, final, score) - parent_score)
+        rows = torch.tensor([c[0] for c in cands], device=scores.device)
+        toks = torch.tensor([c[1] for c in cands], device=scores.device)
+        out[rows, toks] = (1 - self.weight) * scores[rows, toks] + self.weight * delta.to(scores.dtype)
+        keep = [j for j, c in enumerate(cands) if c[3] is not None]
+        score_l, last_l = score.tolist(), last.tolist()
+        self.states = {cands[j][3]: _Prefix(cands[j][4], cands[j][5], last_l[j], score_l[j], col)
+                       for col, j in enumerate(keep)}
+        keep_idx = torch.tensor(keep, dtype=torch.long, device=scores.device)
+        self.r_n, self.r_b = r_n[:, keep_idx], r_b[:, keep_idx]
+        return out

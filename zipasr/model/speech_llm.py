@@ -29,11 +29,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
+from transformers import LogitsProcessorList
 
 from zipasr.adapters import LangState, adapter_layers, init_b_from_checkpoint, inject_adapters, load_adapters, save_adapters
 from zipasr.adapters.inject import ROUTED_METHODS, read_safetensors
 from zipasr.languages import check_languages, get_language
-from zipasr.model.ctc import CTC_HEAD_FILE, CTC_VOCAB_FILE, CharVocab, CTCScorer, rescore
+from zipasr.model.ctc import CTC_HEAD_FILE, CTC_VOCAB_FILE, CharVocab, CTCPrefixScorer, CTCScorer, rescore
 from zipasr.model.encoder import MEL_FRAMES_PER_SECOND, WhisperSpeechEncoder
 from zipasr.model.lid import LID_SOURCES, lid_embeddings_for_model
 from zipasr.model.llm import llm_lora_targets, load_llm
@@ -495,7 +496,7 @@ class SpeechLLM(nn.Module):
     @torch.no_grad()
     def generate(self, feats: Tensor, feat_lens: Tensor, lang_ids: Tensor, max_new_tokens: int = 200,
                  num_beams: int = 1, segment_frames: int | None = None, max_len_ratio: float = 0.0,
-                 ctc_scorer: CTCScorer | None = None, ctc_weight: float = 0.0,
+                 ctc_scorer: CTCScorer | None = None, ctc_weight: float = 0.0, ctc_mode: str = "rescore",
                  **generate_kwargs) -> list[str]:
         """Transcribe a batch: feats (N, n_mels, T), feat_lens (N,), lang_ids (N,) -> N transcripts.
 
@@ -505,9 +506,12 @@ class SpeechLLM(nn.Module):
         max_len_ratio > 0 also bounds the new tokens by ratio x the batch's longest speech-embedding
         sequence (ESPnet's maxlenratio): a model caught in a repetition loop stops there, not at
         max_new_tokens.
-        ctc_scorer with ctc_weight > 0 (beam search only): the num_beams-best of each utterance are
-        rescored with a CTC head on the encoder output (zipasr.model.ctc; e.g. the model's own `ctc_head`).
+        ctc_scorer with ctc_weight > 0: a CTC head on the encoder output (zipasr.model.ctc; e.g. the model's
+        own `ctc_head`) rescores the num_beams-best of each utterance (ctc_mode "rescore", beam search only)
+        or scores every prefix inside the search (ctc_mode "joint": joint CTC/attention decoding).
         """
+        if ctc_mode not in ("rescore", "joint"):
+            raise ValueError(f"ctc_mode must be 'rescore' or 'joint', got {ctc_mode!r}")
         speech, speech_lens, hidden, enc_lens = self._encode(feats, feat_lens, lang_ids, segment_frames)
         if max_len_ratio > 0:
             max_new_tokens = min(max_new_tokens, math.ceil(max_len_ratio * int(speech_lens.max())))
@@ -526,6 +530,11 @@ class SpeechLLM(nn.Module):
                        eos_token_id=self.eos_id, pad_token_id=self.pad_id)
         options.update(generate_kwargs)
         rescoring = ctc_scorer is not None and ctc_weight > 0
+        if rescoring and ctc_mode == "joint":
+            joint = CTCPrefixScorer(ctc_scorer, hidden, enc_lens, num_beams, ctc_weight, self.tokenizer, self.eos_id)
+            # Last of the processors: it prunes to the pre-beam of what the others (the lexicon) allow.
+            options["logits_processor"] = LogitsProcessorList([*options.get("logits_processor", []), joint])
+            rescoring = False
         if not rescoring:
             out = self.llm.generate(inputs_embeds=inputs, attention_mask=attention_mask, **options)
             return [self.tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in out]
