@@ -359,8 +359,12 @@ def test_joint_ctc_decoding(runs, model_and_data, tmp_path):
         _generate(model, data, indices, max_new_tokens=8, ctc_scorer=scorer, ctc_weight=0.5, ctc_mode="prefix")
 
 
-def test_decode_cli_ctc_rescoring_and_its_errors(runs, tmp_path, capsys):
+def test_decode_cli_ctc_rescoring_and_its_errors(runs, tmp_path, capsys, caplog):
+    import json
+    import logging
+
     from zipasr.bin.decode import main
+    from zipasr.model.ctc import CTC_VOCAB_FILE
 
     ctc = _ctc_dir(tmp_path, runs)
     out = tmp_path / "decode"
@@ -375,5 +379,12 @@ def test_decode_cli_ctc_rescoring_and_its_errors(runs, tmp_path, capsys):
                                       "--ctc_mode", "joint"]) == 0
     assert "CTC joint decoding weight 0.3" in (out / "decode.log").read_text()
     assert len(read_kaldi_map(out / "text")) == len(read_kaldi_map(runs["data"] / "text"))
+    # A head without some of the references' letters: joint decoding warns, naming the languages.
+    vocab = json.loads((ctc / CTC_VOCAB_FILE).read_text(encoding="utf-8"))
+    (ctc / CTC_VOCAB_FILE).write_text(json.dumps(vocab[:-1] + ["\u00e6"]), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="zipasr.decode"):
+        assert main(_decode_args(runs) + ["--out_dir", str(out), "--ctc_weight", "0.3", "--ctc_dir", str(ctc),
+                                          "--ctc_mode", "joint"]) == 0
+    assert "cannot spell every reference character" in caplog.text and vocab[-1] in caplog.text
     assert main(_decode_args(runs) + ["--out_dir", str(out), "--beam", "2", "--ctc_weight", "0.3"]) == 1
     assert "ctc_head.safetensors not found" in capsys.readouterr().err  # the tiny Whisper has no CTC head

@@ -95,7 +95,7 @@ def decode(args: argparse.Namespace) -> dict:
 
     from zipasr.data.datadir import write_kaldi_map
     from zipasr.data.features import FRAME_RATE, FeatureExtractor
-    from zipasr.model.ctc import CTCScorer
+    from zipasr.model.ctc import CTCScorer, normalize_chars
     from zipasr.model.lexicon import LexiconConstraint, read_lexicon
     from zipasr.model.speech_llm import seconds_to_frames
     from zipasr.sibling.lid_classifier import load_language_detector, predict_languages, write_lid_report
@@ -152,6 +152,18 @@ def decode(args: argparse.Namespace) -> dict:
             ctc_scorer = CTCScorer.from_dir(source).to(device)
         what = "rescoring" if args.ctc_mode == "rescore" else "joint decoding"
         logger.info("CTC %s (beam %d, weight %g, head of %s)", what, args.beam, args.ctc_weight, source)
+        # Joint decoding prunes every token whose characters the head does not know: say which
+        # languages' reference transcripts hold such characters (e.g. a head of other languages' letters).
+        unknown: dict[str, set[str]] = {}
+        for u in data.utterances:
+            missing = set(normalize_chars(data.dd.text.get(u.utt, ""))) - set(ctc_scorer.vocab.index) - {" "}
+            if missing:
+                unknown.setdefault(u.lang or "?", set()).update(missing)
+        if unknown and args.ctc_mode == "joint":
+            logger.warning("the CTC head of %s cannot spell every reference character, and joint decoding never "
+                           "writes a token it cannot spell: %s", source, "; ".join(
+                               f"{lang}: {len(chars)} characters (e.g. {''.join(sorted(chars)[:5])})"
+                               for lang, chars in sorted(unknown.items())))
     constraint = None
     if args.lexicon:
         lexicon = read_lexicon(args.lexicon)

@@ -8,7 +8,7 @@ stage1_steps=900        # as the default: Stage 1 keeps the encoder frozen, so 9
 stage2_steps=120
 methods="vanilla independent flylora zipper_static zipper_hard zipper_soft zipper_soft_initb"
 regimes="full chunked"
-decode_opts="--beam 1 --ctc_weight 0"   # greedy (no N-best to rescore): conf/decode.yaml's beam costs ~5x per decode, and this size decodes
+decode_opts="--beam 1 --ctc_weight 0"   # greedy, no CTC scores: conf/decode.yaml's beam of 8 costs ~5x per decode, and this size decodes
                          # test_all 42 times (the 3-h budget was set with greedy decoding)
 # Sibling methods (docs/sibling_methods.md), built from stage2_independent after Stage 2 (stage 7):
 # lors (LoRS-Merging), experts_fusion (LoRA experts fused per language), experts_kd (experts distilled
