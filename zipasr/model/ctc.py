@@ -186,6 +186,18 @@ class _Prefix:
     col: int
 
 
+@dataclass
+class _Candidate:
+    """A next token of one hypothesis (row) to score; key, text, chars and new are None for EOS."""
+    row: int
+    token: int
+    parent: _Prefix
+    key: tuple | None = None  # (utterance, generated ids + token)
+    text: str | None = None
+    chars: str | None = None
+    new: str | None = None  # the characters the token adds (may be "": a word boundary not yet written)
+
+
 class CTCPrefixScorer(LogitsProcessor):
     """Joint CTC/attention beam search as a transformers logits processor (module docstring).
 
@@ -254,8 +266,7 @@ class CTCPrefixScorer(LogitsProcessor):
         top_scores, top_ids = scores.topk(k, dim=-1)
         top_scores, top_ids = top_scores.tolist(), top_ids.tolist()
         out = torch.full_like(scores, NEG_INF)
-        # Candidates: (row, token, parent, new key, text, chars, new characters)
-        cands = []
+        cands: list[_Candidate] = []
         for r, ids in enumerate(input_ids.tolist()):
             utt, key = r // self.num_beams, tuple(ids)
             parent = self.states.get((utt, key))
@@ -266,7 +277,7 @@ class CTCPrefixScorer(LogitsProcessor):
                 if llm == NEG_INF:
                     break
                 if tok == self.eos_id:
-                    cands.append((r, tok, parent, None, None, None, None))
+                    cands.append(_Candidate(r, tok, parent))
                     continue
                 piece = self.pieces[tok]
                 if piece is None:
@@ -276,32 +287,32 @@ class CTCPrefixScorer(LogitsProcessor):
                 new = chars[len(parent.chars):]
                 if not chars.startswith(parent.chars) or any(c not in self.vocab.index for c in new):
                     continue
-                cands.append((r, tok, parent, (utt, key + (tok,)), text, chars, new))
+                cands.append(_Candidate(r, tok, parent, (utt, key + (tok,)), text, chars, new))
         if not cands:
             return out
-        parents = torch.tensor([c[2].col for c in cands], device=scores.device)
+        parents = torch.tensor([c.parent.col for c in cands], device=scores.device)
         r_n, r_b = self.r_n[:, parents], self.r_b[:, parents]
-        last = torch.tensor([c[2].last for c in cands], device=scores.device)
-        score = torch.tensor([c[2].score for c in cands], device=scores.device)
+        last = torch.tensor([c.parent.last for c in cands], device=scores.device)
+        score = torch.tensor([c.parent.score for c in cands], device=scores.device)
         final = torch.logaddexp(r_n[-1], r_b[-1])  # log p_ctc(parent exactly)
-        utts = torch.tensor([c[0] // self.num_beams for c in cands], device=scores.device)
+        utts = torch.tensor([c.row // self.num_beams for c in cands], device=scores.device)
         parent_score = score.clone()
-        longest = max((len(c[6]) for c in cands if c[6]), default=0)
+        longest = max((len(c.new) for c in cands if c.new), default=0)
         for pos in range(longest):  # one character at a time (most pieces are one character long)
-            sel = [j for j, c in enumerate(cands) if c[6] is not None and len(c[6]) > pos]
+            sel = [j for j, c in enumerate(cands) if c.new is not None and len(c.new) > pos]
             idx = torch.tensor(sel, device=scores.device)
-            chars = torch.tensor([self.vocab.index[cands[j][6][pos]] for j in sel], device=scores.device)
+            chars = torch.tensor([self.vocab.index[cands[j].new[pos]] for j in sel], device=scores.device)
             new_n, new_b, new_score = self._extend(r_n[:, idx], r_b[:, idx], last[idx], chars, utts[idx])
             r_n[:, idx], r_b[:, idx], score[idx], last[idx] = new_n, new_b, new_score, chars
-        is_eos = torch.tensor([c[1] == self.eos_id for c in cands], device=scores.device)
+        is_eos = torch.tensor([c.token == self.eos_id for c in cands], device=scores.device)
         # A parent CTC cannot have (score -inf) has -inf children, not nan ones.
         delta = torch.where(parent_score == NEG_INF, NEG_INF, torch.where(is_eos, final, score) - parent_score)
-        rows = torch.tensor([c[0] for c in cands], device=scores.device)
-        toks = torch.tensor([c[1] for c in cands], device=scores.device)
+        rows = torch.tensor([c.row for c in cands], device=scores.device)
+        toks = torch.tensor([c.token for c in cands], device=scores.device)
         out[rows, toks] = (1 - self.weight) * scores[rows, toks] + self.weight * delta.to(scores.dtype)
-        keep = [j for j, c in enumerate(cands) if c[3] is not None]
+        keep = [j for j, c in enumerate(cands) if c.key is not None]
         score_l, last_l = score.tolist(), last.tolist()
-        self.states = {cands[j][3]: _Prefix(cands[j][4], cands[j][5], last_l[j], score_l[j], col)
+        self.states = {cands[j].key: _Prefix(cands[j].text, cands[j].chars, last_l[j], score_l[j], col)
                        for col, j in enumerate(keep)}
         keep_idx = torch.tensor(keep, dtype=torch.long, device=scores.device)
         self.r_n, self.r_b = r_n[:, keep_idx], r_b[:, keep_idx]
