@@ -2,7 +2,7 @@
 
     python -m zipasr.bin.decode --exp_dir exp/stage2_zipper_soft --data_dir data/test_de --out_dir exp/stage2_zipper_soft/decode_test_de_chunked
     python -m zipasr.bin.decode --exp_dir exp/export_de --data_dir data/test_de --out_dir OUT --regime full --beam 4
-    python -m zipasr.bin.decode --exp_dir exp/stage2_zipper_soft --data_dir data/test_de --out_dir OUT --beam 8 \
+    python -m zipasr.bin.decode --exp_dir exp/stage2_zipper_soft --data_dir data/test_de --out_dir OUT --beam 8 \\
         --ctc_mode joint --ctc_weight 0.5   # joint CTC/attention decoding with the model's auxiliary CTC head
     python -m zipasr.bin.decode --exp_dir exp/stage2_zipper_soft --data_dir data/test_de --lid_model exp/stage1/lid \\
         --out_dir exp/stage2_zipper_soft/decode_test_de_agnostic_chunked
