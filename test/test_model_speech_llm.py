@@ -179,6 +179,31 @@ def test_generate_returns_only_the_transcript(model):
     assert len(beams) == 4 and all(isinstance(h, str) for h in beams)
 
 
+def test_beam_search_prefills_each_utterance_once(model, monkeypatch):
+    """Beam search runs prompt + speech through the LLM once per utterance, not once per beam, and finds
+    what transformers' own prefill of every beam (generate(cache=None)) finds."""
+    batch = _batch(model)
+    torch.manual_seed(1)
+    for layer in adapter_layers(model.llm).values():  # a non-zero LoRA update, as after training
+        torch.nn.init.normal_(layer.lora_B, std=0.5)
+    decoder = model.llm.get_decoder()
+    shapes, real = [], decoder.forward
+
+    def forward(*args, **kwargs):  # records the (rows, positions) of every LLM call
+        x = kwargs["inputs_embeds"] if kwargs.get("inputs_embeds") is not None else kwargs["input_ids"]
+        shapes.append(tuple(x.shape[:2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decoder, "forward", forward)
+    ours = model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=8, num_beams=3)
+    prefix = shapes[0][1] + 1  # the longest prompt + speech
+    assert shapes[:2] == [(4, prefix - 1), (12, 1)]  # 4 utterances once, then the last position per beam
+    shapes.clear()
+    theirs = model.generate(batch.feats, batch.feat_lens, batch.lang_ids, max_new_tokens=8, num_beams=3, cache=None)
+    assert shapes[0] == (12, prefix)
+    assert ours == theirs and any(ours)
+
+
 def test_generate_max_len_ratio_bounds_the_new_tokens(model, monkeypatch):
     """max_len_ratio caps the new tokens at ratio x the longest speech-embedding sequence of the batch."""
     batch = _batch(model)

@@ -243,16 +243,18 @@ class CTCPrefixScorer(LogitsProcessor):
         self.r_n = torch.full_like(self.r_b, NEG_INF)
         self.states = {(u, ()): _Prefix("", "", 0, 0.0, u) for u in range(n)}
 
-    def _extend(self, r_n: Tensor, r_b: Tensor, last: Tensor, chars: Tensor, utts: Tensor):
+    def _extend(self, r_n: Tensor, r_b: Tensor, last: Tensor, chars: Tensor, utts: Tensor, start: int = 0):
         """Prefixes g (forward variables r_n, r_b (T, P), last characters (P,), 0 = empty) extended by one
-        character c (P,) each, on utterances utts (P,) -> r_n, r_b of g + c and log p_ctc(g + c, ...) (P,)."""
+        character c (P,) each, on utterances utts (P,) -> r_n, r_b of g + c and log p_ctc(g + c, ...) (P,).
+        start: a lower bound of the length of every g; g + c cannot end before frame `start` (each character
+        takes a frame), so the frames before it stay -inf and the loop skips them (ESPnet does the same)."""
         x = self.log_probs[:, utts, chars]  # (T, P)
         blank = self.log_probs[:, utts, 0]
         # phi: g ends at frame t and c may start at t + 1 (after a blank if c repeats g's last character)
         phi = torch.logaddexp(r_b, torch.where((last == chars)[None], NEG_INF, r_n))
         new_n, new_b = torch.full_like(r_n, NEG_INF), torch.full_like(r_b, NEG_INF)
         new_n[0] = torch.where(last == 0, x[0], NEG_INF)  # an empty g: c may start at frame 0
-        for t in range(1, x.shape[0]):
+        for t in range(max(1, start), x.shape[0]):
             new_n[t] = torch.logaddexp(new_n[t - 1], phi[t - 1]) + x[t]
             new_b[t] = torch.logaddexp(new_n[t - 1], new_b[t - 1]) + blank[t]
         score = torch.logsumexp(torch.cat([new_n[:1], phi[:-1] + x[1:]]), dim=0)
@@ -302,7 +304,8 @@ class CTCPrefixScorer(LogitsProcessor):
             sel = [j for j, c in enumerate(cands) if c.new is not None and len(c.new) > pos]
             idx = torch.tensor(sel, device=scores.device)
             chars = torch.tensor([self.vocab.index[cands[j].new[pos]] for j in sel], device=scores.device)
-            new_n, new_b, new_score = self._extend(r_n[:, idx], r_b[:, idx], last[idx], chars, utts[idx])
+            start = min(len(cands[j].parent.chars) + pos for j in sel)
+            new_n, new_b, new_score = self._extend(r_n[:, idx], r_b[:, idx], last[idx], chars, utts[idx], start)
             r_n[:, idx], r_b[:, idx], score[idx], last[idx] = new_n, new_b, new_score, chars
         is_eos = torch.tensor([c.token == self.eos_id for c in cands], device=scores.device)
         # A parent CTC cannot have (score -inf) has -inf children, not nan ones.

@@ -535,6 +535,8 @@ class SpeechLLM(nn.Module):
             # Last of the processors: it prunes to the pre-beam of what the others (the lexicon) allow.
             options["logits_processor"] = LogitsProcessorList([*options.get("logits_processor", []), joint])
             rescoring = False
+        if num_beams > 1 and length > 1 and "cache" not in options:
+            options["cache"] = self._prefill(inputs[:, :-1], attention_mask[:, :-1], num_beams)
         if not rescoring:
             out = self.llm.generate(inputs_embeds=inputs, attention_mask=attention_mask, **options)
             return [self.tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in out]
@@ -556,6 +558,23 @@ class SpeechLLM(nn.Module):
             best = rescore(scores[i], ctc, n_tokens, ctc_weight, options.get("length_penalty", 1.0))
             texts.append(nbest[best])
         return texts
+
+    def _prefill(self, inputs: Tensor, attention_mask: Tensor, num_beams: int):
+        """The LLM's KV cache of left-padded inputs (N, L, d) with attention_mask (N, L), each row repeated
+        num_beams times (rows of an utterance contiguous) -> a transformers DynamicCache.
+
+        transformers' beam search repeats its inputs num_beams times before its own prefill, which would
+        run the prompt and speech of every utterance num_beams times (most of a beam search's cost here);
+        `generate(cache=...)` then runs only the positions past the cache. Positions as generate numbers
+        them (cumulative sum of the mask)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.llm.config)
+        position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        self.llm.get_decoder()(inputs_embeds=inputs, attention_mask=attention_mask, position_ids=position_ids,
+                               cache=cache, use_cache=True)
+        cache.batch_repeat_interleave(num_beams)
+        return cache
 
 
 # --------------------------------------------------------------------------- helpers
