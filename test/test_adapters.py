@@ -144,6 +144,22 @@ def test_merged_equals_unmerged_per_language(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_merge_language_free_adapters_only_merges_shared_ones(method):
+    """Decoding folds the adapters into the weights only when one update serves every language."""
+    from zipasr.adapters.inject import merge_language_free_adapters
+
+    model, state = make_adapted(method)
+    randomize(model)
+    model.eval()
+    expected = run(model, state, X, IDS)
+    shared = ADAPTERS[method].mergeable and not ADAPTERS[method].needs_language
+    assert merge_language_free_adapters(model) == (6 if shared else 0)
+    assert all(layer.merged == shared for layer in adapter_layers(model).values())
+    torch.testing.assert_close(run(model, state, X, IDS), expected, rtol=1e-5, atol=1e-5)
+    assert merge_language_free_adapters(model) == 0  # nothing left to merge
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_save_load_gives_identical_outputs(method, tmp_path):
     base = make_base()
     model, state = make_adapted(method, base)

@@ -129,6 +129,17 @@ def merge_adapters(model: nn.Module, lang: str | None = None) -> int:
     return len(layers)
 
 
+def merge_language_free_adapters(model: nn.Module) -> int:
+    """Merge the adapters of `model` when all are the same for every language and mergeable (e.g. the
+    LLM's Vanilla-LoRA), for inference; returns how many layers were merged (0: none, or not all such)."""
+    layers = [layer for layer in adapter_layers(model).values() if not layer.merged]
+    if not layers or not all(layer.mergeable and not layer.needs_language for layer in layers):
+        return 0
+    for layer in layers:
+        layer.merge()
+    return len(layers)
+
+
 def unmerge_adapters(model: nn.Module) -> int:
     """Undo `merge_adapters`; returns how many layers were unmerged."""
     merged = [layer for layer in adapter_layers(model).values() if layer.merged]
