@@ -338,6 +338,40 @@ def test_ctc_prefix_scorer_prunes_to_the_pre_beam_of_what_is_allowed():
     assert torch.isfinite(nxt[0]).any() and torch.equal(nxt[1], llm[1])
 
 
+def test_ctc_prefix_scorer_extends_identical_beams_once(monkeypatch):
+    """At step 0 an utterance's beams hold the same (empty) ids: their candidates are extended once
+    and every row still gets the scores a one-beam scorer gives it, at step 0 and after."""
+    from zipasr.model.ctc import CharVocab, CTCPrefixScorer, CTCScorer
+
+    pieces = ["<pad>", "</s>", "a", "b", "\u2581ab", "\u2581"]
+    scorer = CTCScorer(torch.nn.Linear(4, 4), CharVocab([" ", "a", "b"]))
+    torch.manual_seed(1)
+    hidden, lens = torch.randn(2, 7, 4), torch.tensor([7, 5])
+    llm = torch.randn(6, len(pieces)).log_softmax(-1)  # 2 utterances x 3 beams
+
+    def make(n_beams, h=hidden, n=lens):
+        return CTCPrefixScorer(scorer, h, n, num_beams=n_beams, weight=0.5, tokenizer=_PieceTokenizer(pieces),
+                               eos_id=1, pre_beam=len(pieces))
+
+    widths = []
+    extend = CTCPrefixScorer._extend
+    monkeypatch.setattr(CTCPrefixScorer, "_extend", lambda self, r_n, *a: widths.append(r_n.shape[1]) or
+                        extend(self, r_n, *a))
+    joint = make(3)
+    out = joint(torch.zeros(6, 0, dtype=torch.long), llm)
+    # 2 utterances x the pieces adding characters (a, b, ▁ab: "ab" at the start; ▁ adds none), the
+    # second character of "ab" next; not 3 times that (one per beam)
+    assert widths == [2 * 3, 2 * 1]
+    assert len(joint.states) == 2 * 4
+    nxt_ids = torch.tensor([[2], [3], [4], [2], [3], [5]])
+    nxt = joint(nxt_ids, llm)
+    for row in range(6):
+        utt = row // 3
+        single = make(1, hidden[utt:utt + 1], lens[utt:utt + 1])
+        assert torch.allclose(out[row], single(torch.zeros(1, 0, dtype=torch.long), llm[row:row + 1])[0])
+        assert torch.allclose(nxt[row], single(nxt_ids[row:row + 1], llm[row:row + 1])[0])
+
+
 def test_joint_ctc_decoding(runs, model_and_data, tmp_path):
     from zipasr.model.ctc import CharVocab, CTCScorer
     from zipasr.model.lexicon import piece_texts

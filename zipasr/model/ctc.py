@@ -299,21 +299,28 @@ class CTCPrefixScorer(LogitsProcessor):
         final = torch.logaddexp(r_n[-1], r_b[-1])  # log p_ctc(parent exactly)
         utts = torch.tensor([c.row // self.num_beams for c in cands], device=scores.device)
         parent_score = score.clone()
+        # Candidates with the same (utterance, ids) (an utterance's identical beams at step 0) are extended
+        # once: src[j] is the first of them, whose forward variables the others take after the loop.
+        first: dict[tuple, int] = {}
+        src = [j if c.key is None else first.setdefault(c.key, j) for j, c in enumerate(cands)]
         longest = max((len(c.new) for c in cands if c.new), default=0)
         for pos in range(longest):  # one character at a time (most pieces are one character long)
-            sel = [j for j, c in enumerate(cands) if c.new is not None and len(c.new) > pos]
+            sel = [j for j, c in enumerate(cands) if c.new is not None and len(c.new) > pos and src[j] == j]
             idx = torch.tensor(sel, device=scores.device)
             chars = torch.tensor([self.vocab.index[cands[j].new[pos]] for j in sel], device=scores.device)
             start = min(len(cands[j].parent.chars) + pos for j in sel)
             new_n, new_b, new_score = self._extend(r_n[:, idx], r_b[:, idx], last[idx], chars, utts[idx], start)
             r_n[:, idx], r_b[:, idx], score[idx], last[idx] = new_n, new_b, new_score, chars
+        if any(j != i for i, j in enumerate(src)):
+            src_idx = torch.tensor(src, device=scores.device)
+            r_n, r_b, score, last = r_n[:, src_idx], r_b[:, src_idx], score[src_idx], last[src_idx]
         is_eos = torch.tensor([c.token == self.eos_id for c in cands], device=scores.device)
         # A parent CTC cannot have (score -inf) has -inf children, not nan ones.
         delta = torch.where(parent_score == NEG_INF, NEG_INF, torch.where(is_eos, final, score) - parent_score)
         rows = torch.tensor([c.row for c in cands], device=scores.device)
         toks = torch.tensor([c.token for c in cands], device=scores.device)
         out[rows, toks] = (1 - self.weight) * scores[rows, toks] + self.weight * delta.to(scores.dtype)
-        keep = [j for j, c in enumerate(cands) if c.key is not None]
+        keep = [j for j, c in enumerate(cands) if c.key is not None and src[j] == j]
         score_l, last_l = score.tolist(), last.tolist()
         self.states = {cands[j].key: _Prefix(cands[j].text, cands[j].chars, last_l[j], score_l[j], col)
                        for col, j in enumerate(keep)}
