@@ -6,9 +6,9 @@ encoder_opts=""         # conf/pretrain_encoder.yaml: d=192, 2300 steps of 8000 
 warm_opts=""           # conf defaults of zipasr.mini.warm_projector: 300 steps of 16000 mel frames
 stage1_steps=900        # 4 packed rows of 512 tokens (~16 utterances at character level) per step: ~0.85 epoch
                         # (the frozen encoder halves the step time: 900 steps cost what 480 did)
-stage2_steps=360        # per method; stages 7-8 run two jobs at a time (run.sh --jobs, 1 thread each); 240 -> 360
-                        # took dev_target Zipper-Soft high / low from 13.9 / 71.4 to 10.0 / 67.5 % CER
-                        # (README.md, "Stage 2 length")
+stage2_steps=480        # per method; stages 7-8 run two jobs at a time (run.sh --jobs, 1 thread each). dev_target
+                        # Zipper-Soft high / low CER: 240 steps 13.9 / 71.4, 360 10.0 / 67.5, 480 8.6 / 64.3,
+                        # 600 7.7 / 62.8 % (README.md, "Stage 2 length"); 480 for the budget
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
 decode_opts=""
