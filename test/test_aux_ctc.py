@@ -45,6 +45,41 @@ def test_warm_start_copies_the_rows_of_shared_characters():
         CTCScorer.warm_start(CharVocab(["b"]), 16, init)
 
 
+def test_nfd_vocabulary_splits_accents_tone_marks_and_hangul_and_round_trips(tmp_path):
+    texts = ["m\u00ecnh  t\u00f4i", "\ud55c"]  # Vietnamese "mình tôi", Korean "한"
+    nfc, nfd = CharVocab.from_texts(texts), CharVocab.from_texts(texts, "NFD")
+    assert nfc.chars == sorted(set("m\u00ecnh t\u00f4i\ud55c"))
+    # ì = i + grave, ô = o + circumflex, 한 = the jamo ᄒ ᅡ ᆫ
+    assert nfd.chars == sorted(set("mnht i\u0300o\u0302\u1112\u1161\u11ab"))
+    assert len(nfc.encode("m\u00ecnh")) == 4 and len(nfd.encode("m\u00ecnh")) == 5
+    assert nfd.encode("mi\u0300nh") == nfd.encode("m\u00ecnh") and nfd.covers("\u00f4 \ud55c")
+    for vocab in (nfc, nfd):
+        vocab.save(tmp_path / CTC_VOCAB_FILE)
+        assert CharVocab.load(tmp_path / CTC_VOCAB_FILE) == vocab
+        assert CharVocab.load(tmp_path / CTC_VOCAB_FILE) != CharVocab(vocab.chars, "NFD" if vocab is nfc else "NFC")
+    # an NFC vocabulary keeps the plain-list file heads were written in before NFD existed
+    nfc.save(tmp_path / CTC_VOCAB_FILE)
+    assert json.loads((tmp_path / CTC_VOCAB_FILE).read_text(encoding="utf-8")) == nfc.chars
+    with pytest.raises(ValueError, match="NFKC"):
+        CharVocab(["a"], "NFKC")
+
+
+def test_nfd_head_converts_an_nfc_warm_start(runs, tmp_path):
+    from zipasr.train.inference import load_model
+
+    torch.manual_seed(0)
+    CTCScorer.warm_start(CharVocab(["a", "\u00e9"]), 32).save(tmp_path)  # an NFC head: a, é
+    model, _ = load_model(runs["stage1"])
+    head = model.build_ctc_head(["ba"], tmp_path, "NFD")
+    assert head.vocab == CharVocab(["a", "b", "e", "\u0301"], "NFD")  # é as e + U+0301
+    init = CTCScorer.from_dir(tmp_path)
+    assert torch.equal(head.head.weight[head.vocab.index["a"]], init.head.weight[init.vocab.index["a"]])
+    assert model.build_ctc_head(["ba"], tmp_path).vocab == CharVocab(["a", "b", "\u00e9"])
+    with pytest.raises(ValueError, match="model.aux_ctc.form"):
+        from zipasr.model.speech_llm import AuxCTCConfig, ModelConfig
+        ModelConfig(aux_ctc=AuxCTCConfig(weight=1.0, form="nfd"))
+
+
 def test_ctc_loss_is_the_summed_negative_log_likelihood():
     torch.manual_seed(0)
     scorer = CTCScorer.warm_start(CharVocab(list("ab ")), 4)

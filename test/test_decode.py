@@ -314,6 +314,32 @@ def test_ctc_prefix_scores_sum_over_alignments():
         assert bool(total[1] == -math.inf) == (tokens in ([6, 7, 1], [3, 3, 3, 1]))
 
 
+def test_ctc_prefix_scorer_splits_pieces_into_nfd_characters():
+    """With an NFD head a piece "é" extends the prefix by two labels (e, U+0301), and "e" then "\u0301"
+    reach the same score: the score of the text's NFD characters."""
+    import math
+
+    from zipasr.model.ctc import CharVocab, CTCPrefixScorer, CTCScorer
+
+    pieces = ["<pad>", "</s>", "\u00e9", "e", "\u0301", "\u2581"]
+    vocab = CharVocab([" ", "e", "\u0301"], "NFD")
+    torch.manual_seed(0)
+    scorer = CTCScorer(torch.nn.Linear(4, len(vocab)), vocab)
+    hidden, lens = torch.randn(1, 6, 4), torch.tensor([6])
+    with torch.no_grad():
+        expected = float(scorer.log_likelihood(scorer.log_probs(hidden)[0], 6, ["\u00e9e\u0301"])[0])
+    totals = []
+    for tokens in ([2, 3, 4, 1], [3, 4, 2, 1]):  # "é" "e" "◌́" and "e" "◌́" "é": both e ◌́ e ◌́
+        joint = CTCPrefixScorer(scorer, hidden, lens, num_beams=1, weight=1.0, tokenizer=_PieceTokenizer(pieces),
+                                eos_id=1, pre_beam=len(pieces))
+        ids, total = torch.zeros(1, 0, dtype=torch.long), 0.0
+        for token in tokens:
+            total += float(joint(ids, torch.zeros(1, len(pieces)))[0, token])
+            ids = torch.cat([ids, torch.full((1, 1), token)], 1)
+        totals.append(total)
+    assert math.isclose(totals[0], expected, abs_tol=1e-4) and math.isclose(totals[1], expected, abs_tol=1e-4)
+
+
 def test_ctc_prefix_scorer_prunes_to_the_pre_beam_of_what_is_allowed():
     from zipasr.model.ctc import CharVocab, CTCPrefixScorer, CTCScorer
 

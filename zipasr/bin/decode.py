@@ -98,7 +98,7 @@ def decode(args: argparse.Namespace) -> dict:
     from zipasr.adapters.inject import merge_language_free_adapters
     from zipasr.data.datadir import write_kaldi_map
     from zipasr.data.features import FRAME_RATE, FeatureExtractor
-    from zipasr.model.ctc import CTCScorer, normalize_chars
+    from zipasr.model.ctc import CTCScorer
     from zipasr.model.lexicon import LexiconConstraint, read_lexicon
     from zipasr.model.speech_llm import seconds_to_frames
     from zipasr.sibling.lid_classifier import load_language_detector, predict_languages, write_lid_report
@@ -164,7 +164,7 @@ def decode(args: argparse.Namespace) -> dict:
         # languages' reference transcripts hold such characters (e.g. a head of other languages' letters).
         unknown: dict[str, set[str]] = {}
         for u in data.utterances:
-            missing = set(normalize_chars(data.dd.text.get(u.utt, ""))) - set(ctc_scorer.vocab.index) - {" "}
+            missing = set(ctc_scorer.vocab.normalize(data.dd.text.get(u.utt, ""))) - set(ctc_scorer.vocab.index) - {" "}
             if missing:
                 unknown.setdefault(u.lang or "?", set()).update(missing)
         if unknown and args.ctc_mode == "joint":

@@ -289,7 +289,7 @@ def pretrain_encoder(cfg: EncoderPretrainConfig, train_dirs: list[str | Path], d
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out_dir / CTC_HEAD_FILE)
-    (out_dir / CTC_VOCAB_FILE).write_text(json.dumps(vocab.chars, ensure_ascii=False))
+    vocab.save(out_dir / CTC_VOCAB_FILE)
     (out_dir / "train_log.tsv").write_text("\n".join(log_rows) + "\n")
     (out_dir / "dev_cer.json").write_text(json.dumps(cer, indent=1))
     save_config(cfg, out_dir / "pretrain_config.yaml")

@@ -39,7 +39,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from zipasr.mini.pretrain_encoder import CharVocab, collect_utts, load_batch, make_batches
+from zipasr.mini.pretrain_encoder import CTC_VOCAB_FILE, CharVocab, collect_utts, load_batch, make_batches
 from zipasr.model.encoder import WhisperSpeechEncoder, lengths_to_mask
 from zipasr.model.llm import load_llm
 from zipasr.model.projector import CTCCompressProjector, build_projector
@@ -113,7 +113,7 @@ def warm_projector(cfg: WarmProjectorConfig, model_cfg: ModelConfig, train_dirs:
             raise FileNotFoundError(f"{encoder_dir / name} not found: the warm start needs the CTC head of "
                                     "zipasr.mini.pretrain_encoder")
     encoder = WhisperSpeechEncoder.from_pretrained(encoder_dir, attn_implementation=model_cfg.attn_implementation).eval()
-    vocab = CharVocab(json.loads((encoder_dir / "ctc_vocab.json").read_text(encoding="utf-8")))
+    vocab = CharVocab.load(encoder_dir / CTC_VOCAB_FILE)
     head = nn.Linear(encoder.output_dim, len(vocab))
     head.load_state_dict(load_file(str(encoder_dir / "ctc_head.safetensors")))
     llm, tokenizer = load_llm(model_cfg.llm_dir, attn_implementation=model_cfg.attn_implementation)

@@ -4,7 +4,8 @@ An encoder dir may hold a CTC head beside the Whisper checkpoint (the mini recip
 pretrained with one, `zipasr.mini.pretrain_encoder`; a real Whisper has none):
 
     ENC/ctc_head.safetensors   nn.Linear(d_enc -> V) state, index 0 = blank
-    ENC/ctc_vocab.json         the V - 1 characters, in index order from 1
+    ENC/ctc_vocab.json         the V - 1 characters, in index order from 1 (a JSON list: NFC characters;
+                               or {"form": "NFD", "chars": [...]}, see `CharVocab`)
 
 Rescoring (ESPnet's joint CTC/attention scoring, applied to the N-best of the Speech-LLM's beam
 search; icefall calls the converse "attention rescoring"): every hypothesis y of an utterance gets
@@ -48,32 +49,61 @@ CTC_HEAD_FILE = "ctc_head.safetensors"
 CTC_VOCAB_FILE = "ctc_vocab.json"
 
 
-def normalize_chars(text: str) -> str:
-    """NFC, runs of white space as one space, no leading/trailing space."""
-    return unicodedata.normalize("NFC", " ".join(text.split()))
+UNICODE_FORMS = ("NFC", "NFD")
+
+
+def normalize_chars(text: str, form: str = "NFC") -> str:
+    """Unicode normal form `form`, runs of white space as one space, no leading/trailing space."""
+    return unicodedata.normalize(form, " ".join(text.split()))
 
 
 class CharVocab:
-    """Characters of the training transcripts; CTC index 0 is the blank, so char i has index i + 1."""
+    """Characters of the training transcripts; CTC index 0 is the blank, so char i has index i + 1.
 
-    def __init__(self, chars: list[str]):
+    `form` is the Unicode normal form texts are split into characters in: NFC (composed: "é", "ố", "한" are
+    one character each) or NFD (decomposed: "e" + U+0301, "o" + U+0302 + U+0301, Hangul syllables into
+    their jamo), where an accent, a tone mark or a jamo is a label of its own, shared by every letter or
+    syllable it occurs in."""
+
+    def __init__(self, chars: list[str], form: str = "NFC"):
+        if form not in UNICODE_FORMS:
+            raise ValueError(f"unknown Unicode form {form!r}; known: {', '.join(UNICODE_FORMS)}")
         self.chars = chars
+        self.form = form
         self.index = {c: i + 1 for i, c in enumerate(chars)}
 
     @classmethod
-    def from_texts(cls, texts) -> "CharVocab":
-        return cls(sorted({c for t in texts for c in normalize_chars(t)}))
+    def from_texts(cls, texts, form: str = "NFC") -> "CharVocab":
+        return cls(sorted({c for t in texts for c in normalize_chars(t, form)}), form)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CharVocab":
+        """Read a `CTC_VOCAB_FILE`: a JSON list (NFC characters) or {"form": ..., "chars": [...]}."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(data) if isinstance(data, list) else cls(data["chars"], data["form"])
+
+    def save(self, path: str | Path) -> None:
+        """Write what `load` reads (NFC as a plain list, the format of heads written before NFD existed)."""
+        data = self.chars if self.form == "NFC" else {"form": self.form, "chars": self.chars}
+        Path(path).write_text(json.dumps(data, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CharVocab) and (self.form, self.chars) == (other.form, other.chars)
 
     def __len__(self) -> int:
         return len(self.chars) + 1
 
+    def normalize(self, text: str) -> str:
+        """`text` as this vocabulary's characters (`normalize_chars` in its form)."""
+        return normalize_chars(text, self.form)
+
     def covers(self, text: str) -> bool:
         """Whether every character of `text` has a CTC index."""
-        return all(c in self.index for c in normalize_chars(text))
+        return all(c in self.index for c in self.normalize(text))
 
     def encode(self, text: str) -> list[int]:
         """Known characters only (unknown ones are dropped: they cannot be targets)."""
-        return [self.index[c] for c in normalize_chars(text) if c in self.index]
+        return [self.index[c] for c in self.normalize(text) if c in self.index]
 
     def decode_greedy(self, ids: list[int]) -> str:
         """Collapse repeats, drop blanks."""
@@ -104,7 +134,7 @@ class CTCScorer(nn.Module):
             if not (ctc_dir / name).is_file():
                 raise FileNotFoundError(f"{ctc_dir / name} not found: CTC rescoring needs an encoder dir with a "
                                         "CTC head (e.g. the mini recipe's, from zipasr.mini.pretrain_encoder)")
-        vocab = CharVocab(json.loads((ctc_dir / CTC_VOCAB_FILE).read_text(encoding="utf-8")))
+        vocab = CharVocab.load(ctc_dir / CTC_VOCAB_FILE)
         state = load_file(str(ctc_dir / CTC_HEAD_FILE))
         head = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
         head.load_state_dict(state)
@@ -132,8 +162,7 @@ class CTCScorer(nn.Module):
         out_dir = Path(out_dir)
         state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         save_file(state, str(out_dir / CTC_HEAD_FILE))
-        (out_dir / CTC_VOCAB_FILE).write_text(json.dumps(self.vocab.chars, ensure_ascii=False) + "\n",
-                                              encoding="utf-8")
+        self.vocab.save(out_dir / CTC_VOCAB_FILE)
 
     def loss(self, hidden: Tensor, lens: Tensor, texts: list[str]) -> tuple[Tensor, int]:
         """hidden (N, T, d_enc), lens (N,), N transcripts -> (summed CTC loss, number of target characters).
@@ -176,7 +205,7 @@ _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # sentencepiece's byte fallback
 
 @dataclass
 class _Prefix:
-    """One hypothesis' CTC state: its text as generated, its characters (normalize_chars), the index of its
+    """One hypothesis' CTC state: its text as generated, its characters (CharVocab.normalize), the index of its
     last character (0 = none yet), its prefix score log p_ctc(chars, ...) and its column in the forward
     variables."""
     text: str
@@ -285,7 +314,7 @@ class CTCPrefixScorer(LogitsProcessor):
                 if piece is None:
                     continue
                 text = parent.text + piece
-                chars = normalize_chars(text)
+                chars = self.vocab.normalize(text)
                 new = chars[len(parent.chars):]
                 if not chars.startswith(parent.chars) or any(c not in self.vocab.index for c in new):
                     continue

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import random
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from transformers import LogitsProcessorList
 from zipasr.adapters import LangState, adapter_layers, init_b_from_checkpoint, inject_adapters, load_adapters, save_adapters
 from zipasr.adapters.inject import ROUTED_METHODS, read_safetensors
 from zipasr.languages import check_languages, get_language
-from zipasr.model.ctc import CTC_HEAD_FILE, CTC_VOCAB_FILE, CharVocab, CTCPrefixScorer, CTCScorer, rescore
+from zipasr.model.ctc import (CTC_HEAD_FILE, CTC_VOCAB_FILE, UNICODE_FORMS, CharVocab, CTCPrefixScorer, CTCScorer,
+                              rescore)
 from zipasr.model.encoder import MEL_FRAMES_PER_SECOND, WhisperSpeechEncoder
 from zipasr.model.lid import LID_SOURCES, lid_embeddings_for_model
 from zipasr.model.llm import llm_lora_targets, load_llm
@@ -95,6 +97,9 @@ class AuxCTCConfig:
 
     weight: float = 0.0  # objective = CE + weight x CTC (per target character); 0: no head
     init_from: str | None = None  # a dir with ctc_head.safetensors + ctc_vocab.json
+    # Unicode form of the head's characters (ctc.CharVocab): NFC, one label per composed letter; NFD, accents,
+    # tone marks and Hangul jamo as labels of their own (rows of the warm start's base letters reused)
+    form: str = "NFC"
 
 
 @dataclass
@@ -142,6 +147,8 @@ class ModelConfig:
                              f"got {self.attn_implementation!r}")
         if self.aux_ctc.weight < 0:
             raise ValueError(f"model.aux_ctc.weight must be >= 0, got {self.aux_ctc.weight}")
+        if self.aux_ctc.form not in UNICODE_FORMS:
+            raise ValueError(f"model.aux_ctc.form must be one of {UNICODE_FORMS}, got {self.aux_ctc.form!r}")
         check_languages(self.languages)
 
 
@@ -288,16 +295,20 @@ class SpeechLLM(nn.Module):
         """Give the model an auxiliary CTC head (trained in both stages while it is attached)."""
         self.ctc_head = head.to(next(self.encoder.parameters()).device)
 
-    def build_ctc_head(self, texts, init_dir: str | Path | None = None) -> CTCScorer:
-        """A CTC head over the characters of `texts` (the training transcripts) and of the warm start: the
-        head the model already has (from a checkpoint with one), else `init_dir`'s when it holds one."""
+    def build_ctc_head(self, texts, init_dir: str | Path | None = None, form: str = "NFC") -> CTCScorer:
+        """A CTC head over the characters of `texts` (the training transcripts) and of the warm start, in
+        Unicode form `form` (a warm start in another form gives its characters converted: an NFC head's
+        "é" gives an NFD head "e" and U+0301). The warm start: the head the model already has (from a
+        checkpoint with one), else `init_dir`'s when it holds one."""
         init, source = self.ctc_head, "the model's own head"
         if init is None and init_dir and (Path(init_dir) / CTC_HEAD_FILE).is_file():
             init, source = CTCScorer.from_dir(init_dir), str(init_dir)
-        chars = set(CharVocab.from_texts(texts).chars) | set(init.vocab.chars if init is not None else [])
-        logger.info("CTC head over %d characters, warm start from %s", len(chars),
+        chars = set(CharVocab.from_texts(texts, form).chars)
+        if init is not None:
+            chars |= {c for ch in init.vocab.chars for c in unicodedata.normalize(form, ch)}
+        logger.info("CTC head over %d characters (%s), warm start from %s", len(chars), form,
                     source if init is not None else "nothing (no head found)")
-        return CTCScorer.warm_start(CharVocab(sorted(chars)), self.encoder.output_dim, init)
+        return CTCScorer.warm_start(CharVocab(sorted(chars), form), self.encoder.output_dim, init)
 
     # ----------------------------------------------------------------- trainable parts
     def _adapter_param_ids(self, module: nn.Module) -> set[int]:
@@ -396,7 +407,7 @@ class SpeechLLM(nn.Module):
             load_adapters(self.llm, ckpt_dir / LLM_LORA_DIR)
         if "ctc_head" in meta["parts"]:
             head = CTCScorer.from_dir(ckpt_dir)
-            if self.ctc_head is not None and self.ctc_head.vocab.chars != head.vocab.chars:
+            if self.ctc_head is not None and self.ctc_head.vocab != head.vocab:
                 raise ValueError(f"{ckpt_dir / CTC_VOCAB_FILE}: the CTC head's characters differ from the model's")
             self.attach_ctc_head(head)
         logger.info("loaded %s from %s", ", ".join(meta["parts"]), ckpt_dir)

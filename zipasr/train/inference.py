@@ -78,8 +78,7 @@ def load_model(path: str | Path, checkpoint: str | None = None, device: str | to
         if (path / CTC_VOCAB_FILE).is_file():  # trained with an auxiliary CTC head (the trainer wrote its characters)
             from zipasr.model.ctc import CharVocab, CTCScorer
 
-            vocab = CharVocab(json.loads((path / CTC_VOCAB_FILE).read_text(encoding="utf-8")))
-            model.attach_ctc_head(CTCScorer.warm_start(vocab, model.encoder.output_dim))
+            model.attach_ctc_head(CTCScorer.warm_start(CharVocab.load(path / CTC_VOCAB_FILE), model.encoder.output_dim))
         # the stage's trainable flags say which tensors a step checkpoint must hold
         model.set_stage(cfg.train.stage, train_encoder=cfg.train.stage1_train_encoder)
         load_trainable_state(model, load_weights(ckpt / WEIGHTS), str(ckpt))

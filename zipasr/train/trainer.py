@@ -186,16 +186,17 @@ def load_dataset(cfg: ExperimentConfig, model, data_dir: str) -> SpeechDataset:
 def attach_aux_ctc(model, cfg: ExperimentConfig, dataset: SpeechDataset, exp_dir: Path, rank: int) -> None:
     """The auxiliary CTC head (model.aux_ctc): over the training transcripts' characters, warm-started; its
     character list is written to EXP/ctc_vocab.json (a resumed run must find the same)."""
-    from zipasr.model.ctc import CTC_VOCAB_FILE
+    from zipasr.model.ctc import CTC_VOCAB_FILE, CharVocab
 
-    head = model.build_ctc_head(dataset.texts(), cfg.model.aux_ctc.init_from or cfg.model.encoder_dir)
+    head = model.build_ctc_head(dataset.texts(), cfg.model.aux_ctc.init_from or cfg.model.encoder_dir,
+                                cfg.model.aux_ctc.form)
     vocab_file = exp_dir / CTC_VOCAB_FILE
-    if vocab_file.is_file() and json.loads(vocab_file.read_text(encoding="utf-8")) != head.vocab.chars:
+    if vocab_file.is_file() and CharVocab.load(vocab_file) != head.vocab:
         raise ConfigError(f"{vocab_file}: the CTC characters of this run differ from those of the run that wrote it "
                           "(other training data?); use a new experiment dir")
     model.attach_ctc_head(head)
     if rank == 0:
-        vocab_file.write_text(json.dumps(head.vocab.chars, ensure_ascii=False) + "\n", encoding="utf-8")
+        head.vocab.save(vocab_file)
     logger.info("auxiliary CTC loss (weight %g)", cfg.model.aux_ctc.weight)
 
 
