@@ -78,3 +78,23 @@ def test_wall_time_marks_stages_run_again(make_results, tmp_path):
     times.write_text("1\t60\tcorpus\n")
     assert "ran more than once" not in "\n".join(make_results.wall_time(times))
     assert "Total: 0.0 min" in "\n".join(make_results.wall_time(tmp_path / "missing.tsv"))
+
+
+def test_homophone_floor_writes_each_group_as_its_most_frequent_spelling(tmp_path, capsys, monkeypatch):
+    """espeak-ng says French "vers", "vert" and "verre" alike: the oracle writes all three as the one the
+    training transcripts hold most often; "chat" stays. 1 of the 4 words of utterance 1 changes."""
+    spec = importlib.util.spec_from_file_location("homophone_floor", SCRIPT.parent / "homophone_floor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, text in (("dev", "f1 chat vers chat chat\n"), ("train", "t1 vert vert vers chat\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "text").write_text(text, encoding="utf-8")
+        (tmp_path / name / "utt2lang").write_text(text.split()[0] + " fr\n")
+    (tmp_path / "lexicon").mkdir()
+    (tmp_path / "lexicon" / "fr.txt").write_text("chat\nvers\nvert\nverre\n", encoding="utf-8")
+    assert module.main(["--data_dir", str(tmp_path / "dev"), "--train_dir", str(tmp_path / "train"),
+                        "--lexicon_dir", str(tmp_path / "lexicon")]) == 0
+    # "chat vers chat chat" -> "chat vert chat chat": 1 substitution in 19 characters (spaces kept)
+    assert "| fr | 3 / 4 | 5.3 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        module.main(["--data_dir", str(tmp_path / "missing")])
