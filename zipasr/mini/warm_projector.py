@@ -39,7 +39,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from zipasr.mini.pretrain_encoder import CTC_VOCAB_FILE, CharVocab, collect_utts, load_batch, make_batches
+from zipasr.mini.pretrain_encoder import CharVocab, collect_utts, load_batch, make_batches
+from zipasr.model.ctc import CTC_VOCAB_FILE
 from zipasr.model.encoder import WhisperSpeechEncoder, lengths_to_mask
 from zipasr.model.llm import load_llm
 from zipasr.model.projector import CTCCompressProjector, build_projector

@@ -305,6 +305,7 @@ class SpeechLLM(nn.Module):
             init, source = CTCScorer.from_dir(init_dir), str(init_dir)
         chars = set(CharVocab.from_texts(texts, form).chars)
         if init is not None:
+            # one character at a time (normalize_chars would drop the space)
             chars |= {c for ch in init.vocab.chars for c in unicodedata.normalize(form, ch)}
         logger.info("CTC head over %d characters (%s), warm start from %s", len(chars), form,
                     source if init is not None else "nothing (no head found)")
