@@ -305,6 +305,38 @@ def test_stage1_then_stage2_checkpoints(model, config, tmp_path):
         again.load_trainable(tmp_path / "stage1")
 
 
+def test_stage2_trains_the_encoder_convolutions_on_request(model, config, tmp_path):
+    # Not the paper's: Stage 2 with stage2_convs also trains conv1/conv2 (shared by all languages), saved as
+    # their own checkpoint part; every other base weight of the encoder stays frozen.
+    config.encoder_adapter = EncoderAdapterConfig(method="vanilla", rank=4, alpha=8.0)
+    stage2 = SpeechLLM.from_config(config).eval()
+    stage2.set_stage(2, stage2_convs=True)
+    base = [n for n, p in stage2.encoder.named_parameters() if p.requires_grad and "lora" not in n]
+    assert sorted(base) == ["whisper.conv1.bias", "whisper.conv1.weight", "whisper.conv2.bias",
+                            "whisper.conv2.weight"]
+    batch = _batch(model)
+    stage2(batch, segment_frames=200).loss.backward()
+    assert stage2.encoder.whisper.conv1.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        for p in stage2.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    loss = stage2(batch, segment_frames=200).loss
+    stage2.save_trainable(tmp_path / "stage2")
+    assert (tmp_path / "stage2" / "encoder_convs.safetensors").is_file()
+    assert not (tmp_path / "stage2" / "encoder.safetensors").exists()
+    again = SpeechLLM.from_config(config).eval()
+    assert again.load_trainable(tmp_path / "stage2") == ["projector", "encoder_convs", "encoder_adapter", "llm_lora"]
+    torch.testing.assert_close(again(batch, segment_frames=200).loss, loss)
+    # without the flag the convolutions are frozen again: the paper's Stage 2
+    stage2.set_stage(2)
+    assert not any(p.requires_grad for n, p in stage2.encoder.named_parameters() if "lora" not in n)
+    # a base weight other than the convolutions trainable beside adapters is still an error
+    stage2.encoder.whisper.layer_norm.weight.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="trainable base weights"):
+        stage2.save_trainable(tmp_path / "bad")
+
+
 def test_stage1_checkpoint_loads_for_other_languages_stage2_does_not(model, config, tmp_path):
     # Stage 1 holds nothing language-specific: it loads into a model of other (target) languages.
     model.save_trainable(tmp_path / "stage1")

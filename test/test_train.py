@@ -256,3 +256,28 @@ def test_stage1_with_a_frozen_encoder(runs, tmp_path):
     run_training(tmp_path / "frozen.yaml", exp)
     meta = yaml.safe_load((exp / "final" / "speech_llm.json").read_text())
     assert "encoder" not in meta["parts"] and "projector" in meta["parts"]
+
+
+def test_stage2_with_the_encoder_convolutions(runs, tmp_path):
+    """train.stage2_train_encoder_convs=true (not the paper's): Stage 2 also trains conv1/conv2; the final model
+    and the experiment dir that decoding loads carry them, every other encoder weight is Stage 1's."""
+    from safetensors.torch import load_file
+
+    from test_train_helpers import stage2_config
+    from zipasr.train.inference import load_model
+
+    cfg = stage2_config(runs["stage1_config"], runs["stage1"], "vanilla", save_every=2, stage2_train_encoder_convs=True)
+    cfg["train"]["max_steps"] = 2
+    exp = tmp_path / "exp"
+    run_training(write_config(cfg, tmp_path / "convs.yaml"), exp)
+    meta = yaml.safe_load((exp / "final" / "speech_llm.json").read_text())
+    assert "encoder_convs" in meta["parts"] and "encoder" not in meta["parts"]
+    convs = load_file(str(exp / "final" / "encoder_convs.safetensors"))
+    stage1 = load_file(str(runs["stage1"] / "final" / "encoder.safetensors"))
+    assert sorted(convs) == ["whisper.conv1.bias", "whisper.conv1.weight", "whisper.conv2.bias", "whisper.conv2.weight"]
+    assert not torch.equal(convs["whisper.conv1.weight"], stage1["conv1.weight"])
+    model, _ = load_model(exp)
+    own = model.encoder.state_dict()
+    for key, value in convs.items():
+        torch.testing.assert_close(own[key], value)
+    torch.testing.assert_close(own["whisper.layers.0.fc1.base_layer.weight"], stage1["layers.0.fc1.weight"])

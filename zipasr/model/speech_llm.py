@@ -54,6 +54,8 @@ ATTN_IMPLEMENTATIONS = (None, "eager", "sdpa", "flash_attention_2")  # None: tra
 # Files of a trainable-parts checkpoint directory (see SpeechLLM.save_trainable).
 PROJECTOR_FILE = "projector.safetensors"
 ENCODER_FILE = "encoder.safetensors"
+ENCODER_CONVS_FILE = "encoder_convs.safetensors"  # Stage 2 with set_stage(stage2_convs=True)
+ENCODER_CONV_PREFIXES = ("whisper.conv1.", "whisper.conv2.")  # the encoder's input convolutions
 ENCODER_ADAPTER_DIR = "encoder_adapter"
 LLM_LORA_DIR = "llm_lora"
 META_FILE = "speech_llm.json"
@@ -323,10 +325,13 @@ class SpeechLLM(nn.Module):
         self.encoder.whisper.set_attn_implementation(name)
         self.llm.set_attn_implementation(name)
 
-    def set_stage(self, stage: int, train_encoder: bool = True) -> None:
+    def set_stage(self, stage: int, train_encoder: bool = True, stage2_convs: bool = False) -> None:
         """requires_grad per stage. Stage 1: encoder + projector + LLM LoRA; Stage 2: encoder adapter +
         projector + LLM LoRA. Adapter parameters keep their own flags (FlyLoRA's A stays frozen).
-        train_encoder=False: Stage 1 leaves the encoder frozen (not the paper's)."""
+        train_encoder=False: Stage 1 leaves the encoder frozen (not the paper's).
+        stage2_convs=True: Stage 2 also trains the encoder's two input convolutions, shared by all languages
+        (not the paper's, whose Stage 2 freezes the encoder: a front end pretrained on other languages may
+        have learnt to discard cues, such as pitch, that the target languages need)."""
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         enc_adapter, llm_adapter = self._adapter_param_ids(self.encoder), self._adapter_param_ids(self.llm)
@@ -339,7 +344,8 @@ class SpeechLLM(nn.Module):
         for name, p in self.encoder.named_parameters():
             if id(p) not in enc_adapter:
                 # Whisper's positional table is fixed (HF freezes it too)
-                p.requires_grad_(stage == 1 and train_encoder and "embed_positions" not in name)
+                p.requires_grad_(stage == 1 and train_encoder and "embed_positions" not in name
+                                 or stage == 2 and stage2_convs and name.startswith(ENCODER_CONV_PREFIXES))
         for p in self.llm.parameters():
             if id(p) not in llm_adapter:
                 p.requires_grad_(False)
@@ -364,9 +370,14 @@ class SpeechLLM(nn.Module):
         parts = ["projector"]
         save_file(_cpu_state(self.projector.state_dict()), str(out_dir / PROJECTOR_FILE))
         enc_adapter = self._adapter_param_ids(self.encoder)
-        if any(p.requires_grad and id(p) not in enc_adapter for p in self.encoder.parameters()):
-            if enc_adapter:
+        base = {n for n, p in self.encoder.named_parameters() if p.requires_grad and id(p) not in enc_adapter}
+        if base and enc_adapter:
+            if not all(n.startswith(ENCODER_CONV_PREFIXES) for n in base):
                 raise RuntimeError("the encoder carries adapters and has trainable base weights; use set_stage()")
+            convs = {k: v for k, v in self.encoder.state_dict().items() if k.startswith(ENCODER_CONV_PREFIXES)}
+            save_file(_cpu_state(convs), str(out_dir / ENCODER_CONVS_FILE))
+            parts.append("encoder_convs")
+        elif base:
             save_file(_cpu_state(self.encoder.whisper.state_dict()), str(out_dir / ENCODER_FILE))
             parts.append("encoder")
         if enc_adapter:
@@ -404,6 +415,15 @@ class SpeechLLM(nn.Module):
             load_module_weights(self.encoder.whisper, ckpt_dir / ENCODER_FILE)
         if "encoder_adapter" in meta["parts"]:
             load_adapters(self.encoder, ckpt_dir / ENCODER_ADAPTER_DIR)
+        if "encoder_convs" in meta["parts"]:
+            convs_file = ckpt_dir / ENCODER_CONVS_FILE
+            if not convs_file.is_file():
+                raise FileNotFoundError(f"checkpoint file not found: {convs_file}")
+            state = read_safetensors(convs_file)[0]
+            own = {k: v for k, v in self.encoder.state_dict().items() if k.startswith(ENCODER_CONV_PREFIXES)}
+            if set(state) != set(own) or any(own[k].shape != v.shape for k, v in state.items()):
+                raise KeyError(f"{convs_file} does not fit the encoder's convolutions {sorted(own)}")
+            self.encoder.load_state_dict(state, strict=False)
         if "llm_lora" in meta["parts"]:
             load_adapters(self.llm, ckpt_dir / LLM_LORA_DIR)
         if "ctc_head" in meta["parts"]:

@@ -51,6 +51,9 @@ class TrainConfig:
     # false: Stage 1 keeps the encoder frozen (not the paper's; e.g. for the ctc_compress projector, whose
     # cut is made by the encoder's fixed CTC head and drifts when the encoder trains)
     stage1_train_encoder: bool = True
+    # true: Stage 2 also trains the encoder's two input convolutions, shared by all languages (not the paper's;
+    # SpeechLLM.set_stage). Saved as the checkpoint part encoder_convs.
+    stage2_train_encoder_convs: bool = False
     max_steps: int = 0  # optimizer steps; 0: `epochs` passes over the packed data
     epochs: int = 1
     bf16: bool = True  # bf16 autocast where the hardware has it (fp32 master weights)

@@ -80,7 +80,8 @@ def load_model(path: str | Path, checkpoint: str | None = None, device: str | to
 
             model.attach_ctc_head(CTCScorer.warm_start(CharVocab.load(path / CTC_VOCAB_FILE), model.encoder.output_dim))
         # the stage's trainable flags say which tensors a step checkpoint must hold
-        model.set_stage(cfg.train.stage, train_encoder=cfg.train.stage1_train_encoder)
+        model.set_stage(cfg.train.stage, train_encoder=cfg.train.stage1_train_encoder,
+                    stage2_convs=cfg.train.stage2_train_encoder_convs)
         load_trainable_state(model, load_weights(ckpt / WEIGHTS), str(ckpt))
     return model.to(device).eval(), {"kind": "experiment", "lang": None, "config": cfg,
                                      "encoder_dir": cfg.model.encoder_dir}

@@ -159,7 +159,8 @@ def build_model(cfg: ExperimentConfig):
     from zipasr.model.speech_llm import SpeechLLM
 
     model = SpeechLLM.from_config(cfg.model)
-    model.set_stage(cfg.train.stage, train_encoder=cfg.train.stage1_train_encoder)
+    model.set_stage(cfg.train.stage, train_encoder=cfg.train.stage1_train_encoder,
+                    stage2_convs=cfg.train.stage2_train_encoder_convs)
     # DeepSpeed keeps fp32 master copies only of what it is given in fp32; train in fp32 under autocast.
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
