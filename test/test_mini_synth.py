@@ -57,6 +57,12 @@ def test_word_lists_are_in_script():
     el = word_list("el", 300)
     assert not any(w.endswith("σ") for w in el) and any(w.endswith("ς") for w in el)
     assert all(len(w) >= 2 for w in word_list("fr", 200))
+    # Chinese: pinyin with tone marks (the text espeak-ng's cmn-latn-pinyin reads), NFC, no hanzi
+    zh = word_list("zh", 300)
+    assert all(unicodedata.name(c).startswith("LATIN") for w in zh for c in w)
+    assert all(unicodedata.is_normalized("NFC", w) for w in zh)
+    assert {"shì", "wǒmen", "zhōngguó"} <= set(zh) and len(set(zh)) == 300
+    assert sum(any(c in w for c in "āáǎà") for w in zh) > 30  # the four tones are written
     with pytest.raises(ValueError, match="no word list"):
         word_list("xx", 10)
 

@@ -42,6 +42,19 @@ def _in_script(word: str, script: tuple[str, ...]) -> bool:
     return all(ch.isalpha() and unicodedata.name(ch, "").startswith(script) for ch in word)
 
 
+def _pinyin(word: str) -> str | None:
+    """A Chinese word in pinyin with tone marks ("中国" -> "zhōngguó"), the only Chinese espeak-ng reads
+    (its voice cmn-latn-pinyin speaks the tones the marks give); None for a word whose later syllable
+    starts with a vowel, which pinyin writes with an apostrophe ("xī'ān") and espeak-ng cannot split."""
+    from pypinyin import Style, pinyin
+
+    syllables = [s[0] for s in pinyin(word, style=Style.TONE, errors="ignore")]
+    if len(syllables) != len(word) or any(
+            unicodedata.normalize("NFD", s)[0] in "aoe" for s in syllables[1:]):
+        return None
+    return "".join(syllables)
+
+
 def _fix_greek_sigma(word: str) -> str:
     # wordfreq case-folds the final sigma to "σ"; written Greek uses "ς" at the end of a word.
     return word[:-1] + "ς" if word.endswith("σ") else word
@@ -52,7 +65,7 @@ def word_list(lang: str, vocab_words: int) -> tuple[str, ...]:
     """The `vocab_words` most frequent words of `lang` written only in its script.
 
     Single letters are dropped (mostly elision fragments like French "l"), except in Japanese,
-    where one-kana words are particles.
+    where one-kana words are particles. Chinese words are written in pinyin with tone marks (`_pinyin`).
     """
     import wordfreq
 
@@ -66,6 +79,8 @@ def word_list(lang: str, vocab_words: int) -> tuple[str, ...]:
         word = unicodedata.normalize("NFC", raw)
         if lang == "el":
             word = _fix_greek_sigma(word)
+        if lang == "zh":
+            word = unicodedata.normalize("NFC", _pinyin(word) or "")
         if len(word) < min_chars or word in seen or not _in_script(word, script):
             continue
         seen.add(word)
