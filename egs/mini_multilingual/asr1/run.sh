@@ -85,9 +85,9 @@ job_threads=$(( threads / jobs > 0 ? threads / jobs : 1 ))
 # (README.md, "Memory and speed note").
 export MALLOC_ARENA_MAX=2 ONEDNN_PRIMITIVE_CACHE_CAPACITY=64
 
-source_langs="en fr el nl"
+source_langs="en fr el zh"
 target_langs="de es fr ru vi it en el pt ja ko fa"
-all_langs="en fr el nl de es ru vi it pt ja ko fa"
+all_langs="en fr el zh de es ru vi it pt ja ko fa"
 src_test_dirs=$(for l in ${source_langs}; do printf 'data/test_src_%s ' "$l"; done)
 tgt_test_dirs=$(for l in ${target_langs}; do printf 'data/test_%s ' "$l"; done)
 asr_sets=(--stage1_train_set train_source --stage1_valid_set dev_source --train_set train_target
@@ -115,7 +115,7 @@ finish() {
 # from before it lacks one.
 lexicon_ready() {
   [ -f data/lang/.lexicon.done ] && return 0
-  run python -m zipasr.bin.make_lexicon --out_dir data/lang/lexicon data/local/lm_text
+  run python -m zipasr.bin.make_lexicon --out_dir data/lang/lexicon --segmented zh data/local/lm_text
   touch data/lang/.lexicon.done
 }
 todo() {  # todo N: the stage is selected and not yet done
