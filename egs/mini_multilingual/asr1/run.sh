@@ -111,7 +111,8 @@ finish() {
 }
 # The decoding lexicon (conf/decode.yaml's `lexicon`): each language's words in the LLM's pretraining text
 # (data/local/lm_text, which holds no dev or test sentence), i.e. the words the "pretrained" LLM has read.
-# Japanese (written without spaces) gets none. Made in stage 1; stages 6 and 8 make it if a directory
+# Japanese (written without spaces) gets none; pinyin is written with spaces (`--segmented zh`, as
+# `segmented_languages` in conf/corpus*.yaml: keep the two alike). Made in stage 1; stages 6 and 8 make it if a directory
 # from before it lacks one.
 lexicon_ready() {
   [ -f data/lang/.lexicon.done ] && return 0
