@@ -41,6 +41,8 @@ def test_unknown_or_mistyped_config_key_is_an_error(tmp_path, capsys):
         load_experiment_config(None, ["model.encoder_adaptor.rank=4"])
     with pytest.raises(ConfigError, match="data.lang_alpha"):
         load_experiment_config(None, ["data.lang_alpha=2.0"])
+    with pytest.raises(ConfigError, match="data.lang_weights"):
+        load_experiment_config(None, ["data.lang_weights={vi: -1}"])
     assert not (tmp_path / "exp").exists()
 
 
@@ -281,3 +283,11 @@ def test_stage2_with_the_encoder_convolutions(runs, tmp_path):
     for key, value in convs.items():
         torch.testing.assert_close(own[key], value)
     torch.testing.assert_close(own["whisper.layers.0.fc1.base_layer.weight"], stage1["layers.0.fc1.weight"])
+
+
+def test_lang_weights_for_a_language_without_data_is_a_config_error(runs, tmp_path):
+    cfg = yaml.safe_load(yaml.safe_dump(runs["stage1_config"]))
+    cfg["data"]["lang_weights"] = {"vi": 2.0}
+    with pytest.raises(AssertionError, match=r"data.lang_weights' names languages without training data .*\['vi'\]"):
+        run_training(write_config(cfg, tmp_path / "w.yaml"), tmp_path / "exp")
+    assert not list_checkpoints(tmp_path / "exp" / "checkpoints")

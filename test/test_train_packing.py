@@ -88,6 +88,25 @@ def test_language_sample_follows_tempered_shares_and_repeats_evenly():
         language_sample(langs, 1.5, rng)
 
 
+def test_language_sample_lang_weights_multiply_shares():
+    langs = ["en"] * 500 + ["vi"] * 500 + ["pt"] * 40
+    rng = np.random.default_rng(0)
+    picked = language_sample(langs, 1.0, rng, {"vi": 2.0})  # with alpha 1: shares 500 : 1000 : 40
+    counts = [sum(langs[i] == lang for i in picked) for lang in ("en", "vi", "pt")]
+    assert counts == np.rint(1040 * np.array([500, 1000, 40]) / 1540).astype(int).tolist() == [338, 675, 27]
+    vi_times = np.bincount([i - 500 for i in picked if langs[i] == "vi"], minlength=500)
+    assert vi_times.min() == 1 and vi_times.max() == 2  # every vi utterance once, 175 of them twice
+    assert language_sample(langs, 1.0, rng, {}) == list(range(len(langs)))
+    with pytest.raises(ValueError, match=r"without training data: \['xx'\]"):
+        language_sample(langs, 0.5, rng, {"xx": 2.0})
+    with pytest.raises(ValueError, match="positive"):
+        language_sample(langs, 0.5, rng, {"vi": 0.0})
+    lengths = [100] * len(langs)
+    weighted = BatchOrder(lengths, langs, 1024, batch_size=4, seed=0, lang_weights={"vi": 3.0})
+    flat = [i for row in weighted.global_batches(0)[0] for i in row]
+    assert sum(langs[i] == "vi" for i in flat) > 2.5 * sum(langs[i] == "en" for i in flat)
+
+
 def test_batch_order_lang_alpha_keeps_rows_monolingual_and_upsamples_rare_languages():
     lengths, langs = _corpus(n=600)
     plain = BatchOrder(lengths, langs, 1024, batch_size=4, seed=0)

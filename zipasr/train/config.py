@@ -31,6 +31,9 @@ class DataConfig:
     # Language sampling, not the paper's: each epoch draws language l with a share proportional to
     # (n_l / N)^alpha (zipasr.train.packing). 1: every utterance once (the paper); 0.5 as in XLS-R
     lang_alpha: float = 1.0
+    # Not the paper's: factors on chosen languages' sampled shares, e.g. {vi: 2.0} (other languages 1; applied
+    # with any lang_alpha, zipasr.train.packing.language_sample)
+    lang_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,6 +92,9 @@ class ExperimentConfig:
                 raise ConfigError(f"config key 'train.{key}' must be positive")
         if not 0.0 <= self.data.lang_alpha <= 1.0:
             raise ConfigError(f"config key 'data.lang_alpha' must be in [0, 1], got {self.data.lang_alpha}")
+        bad = {lang: w for lang, w in self.data.lang_weights.items() if not w > 0}
+        if bad:
+            raise ConfigError(f"config key 'data.lang_weights' must map languages to positive factors, got {bad}")
         if self.optim.grad_accum <= 0:
             raise ConfigError("config key 'optim.grad_accum' must be positive")
         if len(self.optim.betas) != 2:

@@ -15,6 +15,8 @@ Language sampling (`lang_alpha` < 1, not the paper's): each epoch draws its utte
 makes up a share proportional to (n_l / N)^alpha of them (the temperature sampling of XLS-R and mSLAM):
 rare languages are repeated, common ones subsampled, and the epoch keeps its size N. alpha = 1 is the
 data's own shares (every utterance once), alpha = 0 gives every language the same share.
+`lang_weights` (also not the paper's) multiplies chosen languages' shares before normalising, e.g.
+{vi: 2.0} for a language that needs more steps than its data size earns it.
 """
 from __future__ import annotations
 
@@ -64,21 +66,30 @@ def pack_rows(lengths: Sequence[int], langs: Sequence[str], max_tokens: int,
     return [rows[k] for k in rng.permutation(len(rows)).tolist()]
 
 
-def language_sample(langs: Sequence[str], alpha: float, rng: np.random.Generator) -> list[int]:
-    """Indices (into `langs`, with repeats) of one epoch whose language shares follow (n_l / N)^alpha.
+def language_sample(langs: Sequence[str], alpha: float, rng: np.random.Generator,
+                    lang_weights: dict[str, float] | None = None) -> list[int]:
+    """Indices (into `langs`, with repeats) of one epoch whose language shares follow w_l (n_l / N)^alpha.
 
-    Language l gets c_l = round(N * q_l) draws, q_l = (n_l/N)^alpha / sum_k (n_k/N)^alpha: every one of
+    Language l gets c_l = round(N * q_l) draws, q_l = w_l (n_l/N)^alpha / sum_k w_k (n_k/N)^alpha (w_l from
+    `lang_weights`, 1 for a language not in it; a key that is no language of `langs` is an error): every one of
     its utterances floor(c_l / n_l) times, plus a random subset (without repeats) for the rest, so a
     repeated language repeats each utterance evenly. Returns the indices sorted.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"language sampling alpha must be in [0, 1], got {alpha}")
+    lang_weights = dict(lang_weights or {})
     by_lang: dict[str, list[int]] = defaultdict(list)
     for i, lang in enumerate(langs):
         by_lang[lang].append(i)
     names = sorted(by_lang)
+    unknown = sorted(set(lang_weights) - set(names))
+    if unknown:
+        raise ValueError(f"lang_weights names languages without training data: {unknown} (the data has {names})")
+    bad = {lang: w for lang, w in lang_weights.items() if not w > 0}
+    if bad:
+        raise ValueError(f"lang_weights must be positive, got {bad}")
     total = len(langs)
-    weights = np.array([(len(by_lang[lang]) / total) ** alpha for lang in names])
+    weights = np.array([lang_weights.get(lang, 1.0) * (len(by_lang[lang]) / total) ** alpha for lang in names])
     counts = np.rint(total * weights / weights.sum()).astype(int)
     chosen: list[int] = []
     for lang, count in zip(names, counts.tolist()):
@@ -98,12 +109,14 @@ class BatchOrder:
         world_size, rank: this process's share of each global micro-batch.
         seed: epoch e packs and shuffles with np.random.default_rng([seed, e]).
         lang_alpha: language sampling exponent (1: every utterance once per epoch; see the module doc).
+        lang_weights: per-language factors on the sampled shares (None: all 1; see `language_sample`).
     Global micro-batches that cannot be filled completely (the end of an epoch) are dropped, so that
     every process runs the same number of steps.
     """
 
     def __init__(self, lengths: Sequence[int], langs: Sequence[str], max_tokens: int, batch_size: int,
-                 world_size: int = 1, rank: int = 0, seed: int = 0, lang_alpha: float = 1.0):
+                 world_size: int = 1, rank: int = 0, seed: int = 0, lang_alpha: float = 1.0,
+                 lang_weights: dict[str, float] | None = None):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -116,6 +129,7 @@ class BatchOrder:
         self.rank = rank
         self.seed = seed
         self.lang_alpha = lang_alpha  # checked by language_sample when the first epoch is drawn below
+        self.lang_weights = dict(lang_weights or {})
         self.epoch = 0
         self.index = 0  # next global micro-batch within `epoch`
         self._cache: tuple[int, list[list[list[int]]]] | None = None
@@ -128,10 +142,10 @@ class BatchOrder:
     def global_batches(self, epoch: int) -> tuple[list[list[int]], list[list[list[int]]]]:
         """(all rows of `epoch`, its global micro-batches as lists of rows)."""
         rng = np.random.default_rng([self.seed, epoch])
-        if self.lang_alpha == 1.0:  # no draw from rng: the order of alpha = 1 does not depend on sampling
+        if self.lang_alpha == 1.0 and not self.lang_weights:  # no draw from rng: the order does not depend on sampling
             rows = pack_rows(self.lengths, self.langs, self.max_tokens, rng)
         else:
-            picked = language_sample(self.langs, self.lang_alpha, rng)
+            picked = language_sample(self.langs, self.lang_alpha, rng, self.lang_weights)
             rows = pack_rows([self.lengths[i] for i in picked], [self.langs[i] for i in picked], self.max_tokens, rng)
             rows = [[picked[j] for j in row] for row in rows]
         n = self.batch_size * self.world_size

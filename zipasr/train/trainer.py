@@ -327,8 +327,13 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
     if over:
         logger.warning("%d utterances are longer than data.max_tokens=%d; each gets a row of its own",
                        over, cfg.data.max_tokens)
+    unknown = sorted(set(cfg.data.lang_weights) - {u.lang for u in dataset.utterances})
+    if unknown:
+        raise ConfigError(f"config key 'data.lang_weights' names languages without training data in "
+                          f"{cfg.data.train_dir}: {unknown}")
     order = BatchOrder(lengths, [u.lang for u in dataset.utterances], cfg.data.max_tokens, cfg.batch_size,
-                       world, rank, seed=cfg.train.seed, lang_alpha=cfg.data.lang_alpha)
+                       world, rank, seed=cfg.train.seed, lang_alpha=cfg.data.lang_alpha,
+                       lang_weights=cfg.data.lang_weights)
     gas = cfg.optim.grad_accum
     steps_per_epoch = order.batches_per_epoch() // gas
     total_steps = cfg.train.max_steps or max(1, steps_per_epoch * cfg.train.epochs)
@@ -339,9 +344,10 @@ def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> P
                 "%d steps of %d rows x %d micro-batches x %d processes",
                 cfg.data.train_dir, len(dataset), rows_per_epoch, 100.0 * real / (rows_per_epoch * cfg.data.max_tokens),
                 cfg.data.max_tokens, steps_per_epoch, total_steps, cfg.batch_size, gas, world)
-    if cfg.data.lang_alpha != 1.0:
+    if cfg.data.lang_alpha != 1.0 or cfg.data.lang_weights:
         drawn = Counter(dataset.utterances[i].lang for row in epoch_rows for i in row)
-        logger.info("language sampling (data.lang_alpha=%g), utterances per epoch: %s", cfg.data.lang_alpha,
+        logger.info("language sampling (data.lang_alpha=%g, data.lang_weights=%s), utterances per epoch: %s",
+                    cfg.data.lang_alpha, cfg.data.lang_weights or "none",
                     ", ".join(f"{lang} {drawn[lang]}/{n}" for lang, n in
                               sorted(Counter(u.lang for u in dataset.utterances).items())))
     valid = load_dataset(cfg, model, cfg.data.valid_dir) if cfg.data.valid_dir else None
