@@ -111,12 +111,15 @@ finish() {
 }
 # The decoding lexicon (conf/decode.yaml's `lexicon`): each language's words in the LLM's pretraining text
 # (data/local/lm_text, which holds no dev or test sentence), i.e. the words the "pretrained" LLM has read.
-# Japanese (written without spaces) gets none; pinyin is written with spaces (`--segmented zh`, as
-# `segmented_languages` in conf/corpus*.yaml: keep the two alike). Made in stage 1; stages 6 and 8 make it if a directory
-# from before it lacks one.
+# Japanese (written without spaces) gets none; a no-space language written with spaces (pinyin: the corpus
+# config's `segmented_languages`, as stage 1 saved it in data/local/corpus_config.yaml) gets its words. Made in
+# stage 1; stages 6 and 8 make it if a directory from before it lacks one.
 lexicon_ready() {
   [ -f data/lang/.lexicon.done ] && return 0
-  run python -m zipasr.bin.make_lexicon --out_dir data/lang/lexicon --segmented zh data/local/lm_text
+  local segmented
+  segmented=$(python -c 'import sys, yaml; print(",".join(yaml.safe_load(open(sys.argv[1])).get("segmented_languages") or []))' \
+    data/local/corpus_config.yaml)
+  run python -m zipasr.bin.make_lexicon --out_dir data/lang/lexicon --segmented "${segmented}" data/local/lm_text
   touch data/lang/.lexicon.done
 }
 todo() {  # todo N: the stage is selected and not yet done
