@@ -273,9 +273,10 @@ if todo 8; then
         --threads "${threads}" ${lid_opts}
     fi
     # the Stage-1 model on the target test sets (the tables' "Stage-1" row, the starting point of
-    # Stage 2) and the agnostic decodes, side by side
+    # Stage 2; the size's stage1_target_decode) and the agnostic decodes, side by side
     dir=exp/${regime}/stage1/decode_test_all_${regime}
-    if [ -f "${dir}/.done" ]; then log "${dir} is done, skipped"; else
+    if ! ${stage1_target_decode}; then :
+    elif [ -f "${dir}/.done" ]; then log "${dir} is done, skipped"; else
       pool_run "${dir}.log" decode_job "exp/${regime}/stage1" "${dir}" --regime "${regime}"
     fi
     for M in ${agnostic_methods}; do
@@ -285,7 +286,9 @@ if todo 8; then
     done
     pool_wait || { log "ERROR: a decode failed (its log is above)"; exit 1; }
     dir=exp/${regime}/stage1/decode_test_all_${regime}
-    run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
+    if ${stage1_target_decode}; then
+      run python -m zipasr.bin.score --ref data/test_all/text --hyp "${dir}/text" --out "${dir}/score"
+    fi
     for s in ${seeds}; do
       run ./asr.sh --stage 5 --stop_stage 5 "${asr_sets[@]}" --expdir "exp/${regime}_seed${s}" --methods "${methods}" \
         --test_sets test_all --regimes "${regime}" --jobs "${jobs}" --decode_opts "--threads ${job_threads} ${decode_opts}"

@@ -16,5 +16,9 @@ decode_opts=""
 # ~1.5-2 min here); the default spends those minutes on the encoder and Stage 1 instead.
 sibling_methods=""
 sibling_steps=60        # optimizer steps of experts fuse / distill (batches of 8 utterances)
-lid_opts="--max_per_language 200"   # LID classifier (zipasr.bin.train_lid) on the Stage-1 encoder
-agnostic_methods="zipper_soft"   # decoded once more with the predicted language (a decode of test_all costs ~3 min)
+lid_opts="--max_per_language 200"   # LID classifier (zipasr.bin.train_lid) on the Stage-1 encoder, for agnostic_methods
+# The extra decodes of stage 8 are left to --full (and --quick, --micro): a third round of two decodes
+# (~4.5 min of the 60 on an AVX-512 CPU; README.md, "Budgets"). The default's stage 8 decodes the four
+# methods only.
+agnostic_methods=""     # methods decoded once more with the predicted language (language-agnostic)
+stage1_target_decode=false   # the Stage-1 model on test_all (the tables' Stage-1 row)

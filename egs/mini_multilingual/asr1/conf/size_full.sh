@@ -17,4 +17,5 @@ decode_opts=""           # conf/decode.yaml, as the default (beam 8, lexicon, jo
 sibling_methods="lors experts_fusion experts_kd"
 sibling_steps=120
 lid_opts="--max_per_language 200"
-agnostic_methods="zipper_soft"   # as the default: each language-agnostic decode of test_all costs ~4 min per regime
+agnostic_methods="zipper_soft"   # each language-agnostic decode of test_all costs ~4 min per regime
+stage1_target_decode=true   # the Stage-1 model on test_all (the tables' Stage-1 row)

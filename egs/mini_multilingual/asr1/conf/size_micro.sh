@@ -19,3 +19,4 @@ sibling_methods="lors"
 sibling_steps=2
 lid_opts="--max_per_language 10"
 agnostic_methods="zipper_soft"   # one language-agnostic decode, so that CI covers it
+stage1_target_decode=true   # the Stage-1 model on test_all (the tables' Stage-1 row)

@@ -14,3 +14,4 @@ sibling_methods=""
 sibling_steps=40
 lid_opts="--max_per_language 100"
 agnostic_methods="zipper_soft"   # each costs as much as a decode
+stage1_target_decode=true   # the Stage-1 model on test_all (the tables' Stage-1 row)
