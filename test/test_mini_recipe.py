@@ -192,3 +192,22 @@ def test_killed_micro_run_resumes_to_the_same_results(micro_run, tmp_path):
     assert len(want) >= 8 and sorted(got) == sorted(want)
     for name in want:
         assert got[name] == want[name], f"{name} differs between the uninterrupted and the resumed run"
+
+
+# What run.sh reads from a size file after sourcing it (under `set -u`: a size file without one of these
+# would stop the run with "unbound variable" in the middle of a stage).
+SIZE_VARIABLES = ["corpus_config", "llm_opts", "encoder_opts", "warm_opts", "stage1_steps", "stage2_steps",
+                  "methods", "regimes", "decode_opts", "sibling_methods", "sibling_steps", "lid_opts",
+                  "agnostic_methods", "stage1_target_decode"]
+
+
+@pytest.mark.parametrize("size", ["micro", "quick", "default", "full"])
+def test_size_files_set_every_variable_run_sh_reads(size):
+    """Each conf/size_<size>.sh sets every variable run.sh reads, stage1_target_decode as true or false
+    (run.sh runs it as a command), and its agnostic methods are among its methods."""
+    script = f"set -eu; . conf/size_{size}.sh; " + "; ".join(f'printf "%s\\0" "${{{v}}}"' for v in SIZE_VARIABLES)
+    out = subprocess.run(["bash", "-c", script], cwd=RECIPE, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    values = dict(zip(SIZE_VARIABLES, out.stdout.split("\0")))
+    assert values["stage1_target_decode"] in ("true", "false")
+    assert set(values["agnostic_methods"].split()) <= set(values["methods"].split())
