@@ -15,6 +15,9 @@ Sub-commands (each prints its numbers side by side in one run):
   jobs        one process with 2 threads against two processes with 1 thread each, side by side, on a
               Stage-2 training step and on batched greedy decoding: the work done per second by the pair
               as a ratio to the single process (> 1: the recipe's `--jobs 2` pays; interleaved rounds).
+  grouping    the encoder's length grouping (zipasr.model.encoder) off vs on, on the same model: Stage-2 steps
+              over distinct batches of the trainer's order, and batched greedy decoding; interleaved rounds,
+              median, ratio off / on (> 1: grouping is faster), and the mel frames each encodes.
   packing     share of real (non-pad) LLM tokens in a Stage-2 epoch, with pack_rows + BatchOrder exactly
               as the trainer batches (goal >= 95 %), on the mini recipe's length distribution or a
               Kaldi data dir.
@@ -32,6 +35,7 @@ conf/corpus.yaml. Speech features are random; their lengths follow the synthetic
     python benchmarks/bench_speech_llm.py decode --threads 1
     python benchmarks/bench_speech_llm.py attention --threads 2
     python benchmarks/bench_speech_llm.py jobs
+    python benchmarks/bench_speech_llm.py grouping --threads 1 --clock cpu
     python benchmarks/bench_speech_llm.py packing [--data_dir DIR --tokenizer_dir DIR]
 """
 from __future__ import annotations
@@ -144,7 +148,8 @@ def build_model(method: str, tokenizer, languages: list[str], lid_file: Path, si
     cfg = stage2_config(method).model
     torch.manual_seed(0)
     enc_cfg, llm_cfg, _ = SIZES[size]
-    encoder = WhisperSpeechEncoder(WhisperModel(whisper_config(enc_cfg)).get_encoder())
+    encoder = WhisperSpeechEncoder(WhisperModel(whisper_config(enc_cfg)).get_encoder(),
+                                   length_grouping=cfg.encoder_length_grouping)
     llm = Qwen3ForCausalLM(qwen3_config(llm_cfg, tokenizer))
     projector = build_projector(cfg.projector, encoder.output_dim, llm.config.hidden_size, cfg.projector_hidden)
     model = SpeechLLM(encoder, projector, llm, tokenizer, languages, regime=cfg.regime)
@@ -389,6 +394,58 @@ def cmd_decode(args, setup: Setup) -> None:
     speedup = statistics.median(times["one at a time"]) / statistics.median(times["batched"])
     verdict = "met" if speedup >= GOALS["decode_speedup"] else "NOT met"
     print(f"goals:\n  batched >= {GOALS['decode_speedup']}x one at a time  {speedup:.2f}x  {verdict}")
+
+
+# --------------------------------------------------------------------------- encoder length grouping
+def encoded_frames(lens: list[int], grouping: bool) -> int:
+    """Mel frames the encoder runs on for a batch of `lens`: padded to the longest, or per length group."""
+    from zipasr.model.encoder import length_groups
+
+    groups = length_groups(lens) if grouping and len(lens) > 1 else [list(range(len(lens)))]
+    return sum(len(g) * max(lens[i] for i in g) for g in groups)
+
+
+def cmd_grouping(args, setup: Setup) -> None:
+    model = setup.model(args.method)
+    step = Stepper(model, setup.bf16, time.process_time if args.clock == "cpu" else time.perf_counter)
+    batches = [setup.batch(setup.order.local_rows(b), seed=k) for k, b in enumerate(setup.order.peek(args.batches))]
+    rng = np.random.default_rng(3)
+    pick = rng.choice(len(setup.utts), size=args.batch, replace=False).tolist()
+    decode_batch = setup.batch([[i] for i in pick], seed=4)
+    device = torch.device("cpu")
+
+    def train() -> None:
+        for batch in batches:
+            step(batch)
+
+    def decode() -> None:
+        model.eval()
+        with torch.no_grad(), autocast_context(device, setup.bf16):
+            model.generate(decode_batch.feats, decode_batch.feat_lens, decode_batch.lang_ids, max_new_tokens=4,
+                           min_new_tokens=4)
+        model.train()
+
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    workloads = {f"Stage-2 step ({args.batches} batches)": train, f"greedy decode ({args.batch} utts)": decode}
+    times = {(w, g): [] for w in workloads for g in (False, True)}
+    for round_ in range(args.warmup + args.iters):
+        for name, fn in workloads.items():
+            for grouping in (False, True):
+                model.encoder.length_grouping = grouping
+                start = clock()
+                fn()
+                if round_ >= args.warmup:
+                    times[name, grouping].append(clock() - start)
+    lens = {name: [b.feat_lens.tolist() for b in batches] for name in workloads}
+    lens[f"greedy decode ({args.batch} utts)"] = [decode_batch.feat_lens.tolist()]
+    print(f"encoder length grouping ({args.method}), {'bf16' if setup.bf16 else 'fp32'}, {torch.get_num_threads()} "
+          f"thread(s); median {args.clock} time of {args.iters} interleaved rounds after {args.warmup} warm-up")
+    print(f"{'workload':<30}{'real frames':>12}{'padded':>10}{'grouped':>10}{'off s':>9}{'on s':>9}{'off/on':>9}")
+    for name in workloads:
+        real = sum(sum(b) for b in lens[name])
+        padded, grouped = (sum(encoded_frames(b, g) for b in lens[name]) for g in (False, True))
+        off, on = (statistics.median(times[name, g]) for g in (False, True))
+        print(f"{name:<30}{real:>12}{padded:>10}{grouped:>10}{off:>9.3f}{on:>9.3f}{off / on:>8.3f}x")
 
 
 # --------------------------------------------------------------------------- job pool
@@ -689,6 +746,14 @@ def parse_args(argv=None):
     sp.add_argument("--iters", type=int, default=4, help="steps / decodes per process and round")
     sp.add_argument("--batch", type=int, default=32, help="utterances per decode (conf/decode.yaml's batch_size)")
     sp.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    sp = sub.add_parser("grouping", help="the encoder's length grouping off vs on: Stage-2 steps and decoding")
+    common(sp)
+    sp.add_argument("--batches", type=int, default=8, help="distinct Stage-2 batches per round")
+    sp.add_argument("--batch", type=int, default=32, help="utterances of the decode (conf/decode.yaml's batch_size)")
+    sp.add_argument("--iters", type=int, default=3, help="timed rounds")
+    sp.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    sp.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: perf_counter; cpu: this process's CPU time (steadier on a shared machine, 1 thread)")
     sp = sub.add_parser("packing", help="real-token share of a Stage-2 epoch")
     common(sp, timed=False)
     sp.add_argument("--dist", choices=["mini", "longtail"], default="mini",
@@ -720,7 +785,7 @@ def main(argv=None) -> None:
             return
         setup = Setup(args, args.scale, work)
         {"step": cmd_step, "throughput": cmd_throughput, "decode": cmd_decode,
-         "attention": cmd_attention}[args.command](args, setup)
+         "attention": cmd_attention, "grouping": cmd_grouping}[args.command](args, setup)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,17 @@ def test_attention(bench, capsys):
         assert float(ratio) == pytest.approx(float(sdpa) / float(eager), rel=0.05, abs=0.02)
 
 
+def test_grouping(bench, capsys):
+    out = run(bench, capsys, ["grouping", "--size", "test", "--scale", "0.005", "--batches", "2", "--batch", "5",
+                              "--iters", "1", "--warmup", "0"])
+    rows = re.findall(r"^(Stage-2 step|greedy decode) \(.*?\)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+"
+                      r"([\d.]+)x$", out, re.M)
+    assert [r[0] for r in rows] == ["Stage-2 step", "greedy decode"], out
+    for _, real, padded, grouped, off, on, ratio in rows:
+        assert int(real) <= int(grouped) <= int(padded)
+        assert float(ratio) == pytest.approx(float(off) / float(on), rel=0.05, abs=0.02)
+
+
 def test_packing(bench, capsys):
     out = run(bench, capsys, ["packing", "--size", "test", "--scale", "0.02"])
     share = re.search(r"LLM real tokens / padded batch tokens\s+([\d.]+)%\s+([\d.]+)%", out)

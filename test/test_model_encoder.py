@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import WhisperModel
 
-from zipasr.model.encoder import WhisperSpeechEncoder, merge_segments, split_segments
+from zipasr.model.encoder import WhisperSpeechEncoder, length_groups, merge_segments, split_segments
 from zipasr.model.projector import CTC_HEAD_FILE, PROJECTORS, CTCCompressProjector, GatedConvProjector, build_projector
 
 
@@ -97,6 +97,53 @@ def test_segment_lang_ids_follow_segments(encoder):
     finally:
         hook.remove()
         encoder.lang_state = None
+
+
+def test_length_groups_minimise_padding_plus_cost():
+    lengths = [95, 300, 100, 290, 98]
+    assert length_groups(lengths, cost=50) == [[1, 3], [2, 4, 0]]  # 2 x 300 + 3 x 100 + 2 x 50
+    assert length_groups(lengths, cost=10_000) == [[1, 3, 2, 4, 0]]  # a call costs more than the padding saved
+    assert length_groups(lengths, cost=0) == [[1], [3], [2], [4], [0]]
+    assert length_groups([200] * 6, cost=1) == [list(range(6))]  # ties keep batch order, nothing to save
+    assert length_groups([]) == []
+
+
+def test_length_grouping_equals_one_padded_batch(tiny_whisper_dir):
+    from zipasr.adapters import LangState
+
+    grouped = WhisperSpeechEncoder.from_pretrained(tiny_whisper_dir, length_grouping=True).eval()
+    padded = WhisperSpeechEncoder.from_pretrained(tiny_whisper_dir).eval()
+    lengths = [301, 40, 290, 57, 2, 300, 36]
+    assert len(length_groups(lengths)) > 1
+    for segment in (None, 200):
+        results = []
+        for enc in (grouped, padded):
+            feats, lens = _feats(lengths, seed=2)
+            feats.requires_grad_(True)
+            hidden, out_lens = enc(feats, lens, segment_frames=segment)
+            (hidden * torch.linspace(-1, 1, hidden.shape[-1])).sum().backward()
+            results.append((hidden.detach(), out_lens, feats.grad))
+        (h1, l1, g1), (h2, l2, g2) = results
+        assert h1.shape == h2.shape and l1.tolist() == l2.tolist()
+        torch.testing.assert_close(h1, h2, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-5)
+        for b, n in enumerate(l1.tolist()):
+            assert torch.all(h1[b, n:] == 0)
+
+    # each group runs with the language ids of its own utterances
+    state = LangState(["en", "de", "fr", "ja", "ko", "ru", "es"])
+    grouped.lang_state = state
+    seen = []
+    hook = grouped.whisper.layers[0].register_forward_pre_hook(
+        lambda m, a: seen.append((state.lang_ids.tolist(), a[0].shape[0])))
+    try:
+        feats, lens = _feats(lengths)
+        with torch.no_grad(), state.bound(torch.arange(7)):
+            grouped(feats, lens)
+        assert seen == [(g, len(g)) for g in length_groups(lengths)]
+        assert state.lang_ids is None
+    finally:
+        hook.remove()
 
 
 def test_bad_segment_and_too_long_input(encoder):

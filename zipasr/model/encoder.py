@@ -11,6 +11,12 @@ Segment-wise ("chunked") regime: the mel frames of each utterance are cut into f
 segment of an utterance is shorter, handled by the padding mask), and each utterance's segment outputs
 are concatenated in time. Adapter layers see a batch of segments, so the language ids bound to the
 shared `LangState` are repeated per segment while the layers run.
+
+Length grouping (`length_grouping=True`, what SpeechLLM asks for): a padded batch spends the encoder's work on
+every padded frame, and the Speech-LLM's batches, packed by LLM tokens, mix utterances of 1 to 4 s (about
+half of the frames were padding in the mini recipe's Stage 2). Such a batch is encoded in groups of
+similar length, each padded to its own longest only (`length_groups()`); the result is the padded batch's
+up to float rounding (BENCHMARKS.md, "Encoder length groups").
 """
 from __future__ import annotations
 
@@ -30,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 MEL_FRAMES_PER_SECOND = 100  # Whisper's 10 ms hop
 ENCODER_DOWNSAMPLING = 2  # conv2 has stride 2
+# What one more encoder call costs beyond its frames, in mel frames of work: the mini recipe's encoder
+# (d=192, 4 layers, forward + backward, 1 thread) took ~30 ms + ~0.125 ms per padded frame.
+GROUP_COST_FRAMES = 256
 
 
 def check_checkpoint_dir(path: str | Path, what: str) -> Path:
@@ -45,6 +54,30 @@ def check_checkpoint_dir(path: str | Path, what: str) -> Path:
 def lengths_to_mask(lens: Tensor, max_len: int) -> Tensor:
     """lens (B,) -> bool mask (B, max_len), True at valid positions."""
     return torch.arange(max_len, device=lens.device)[None, :] < lens[:, None]
+
+
+def length_groups(lengths: list[int], cost: float = GROUP_COST_FRAMES) -> list[list[int]]:
+    """Batch indices in groups of similar length, to encode each group padded to its own longest.
+
+    lengths: B frame counts -> groups of indices into `lengths` (longest group first, each group's indices
+    by descending length). The groups are the contiguous runs of the length-sorted batch that minimise
+    sum over groups of (size x longest) + cost x (number of groups): the padded frames encoded plus a
+    fixed price per call. Equal lengths, or a cost above the padding saved, give one group.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable: ties keep batch order
+    longest = [lengths[i] for i in order]
+    best = [0.0] + [float("inf")] * len(order)  # best[j]: cheapest split of the first j sorted items
+    start = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        for i in range(j):  # the last group is sorted items i..j-1, padded to longest[i]
+            total = best[i] + (j - i) * longest[i] + cost
+            if total < best[j]:
+                best[j], start[j] = total, i
+    groups, j = [], len(order)
+    while j > 0:
+        groups.append(order[start[j]:j])
+        j = start[j]
+    return groups[::-1]
 
 
 def masked_mean(hidden: Tensor, lens: Tensor) -> Tensor:
@@ -63,14 +96,17 @@ class WhisperSpeechEncoder(nn.Module):
             when language-aware adapters are inside the encoder.
         gradient_checkpointing: recompute each layer in backward (memory for Stage-1 training of the
             full encoder); the bound language ids are re-bound during the recomputation.
+        length_grouping: encode a batch of mixed lengths in groups of similar length (module docstring);
+            off: one batch padded to its longest utterance.
     """
 
     def __init__(self, whisper_encoder: nn.Module, lang_state: LangState | None = None,
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, length_grouping: bool = False):
         super().__init__()
         self.whisper = whisper_encoder
         self.lang_state = lang_state
         self.gradient_checkpointing = gradient_checkpointing
+        self.length_grouping = length_grouping
 
     @classmethod
     def from_pretrained(cls, whisper_dir: str | Path, dtype: torch.dtype | None = None,
@@ -128,7 +164,26 @@ class WhisperSpeechEncoder(nn.Module):
                 f"an utterance of {longest} mel frames exceeds the encoder's {self.max_frames}-frame window; "
                 "use the segment-wise regime (segment_frames) for long inputs"
             )
-        return self._encode(feats[:, :, :longest], feat_lens)
+        return self._encode_grouped(feats[:, :, :longest], feat_lens)
+
+    def _encode_grouped(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """`_encode` of the whole batch, or (length_grouping) of each length group, scattered back into
+        (B, ceil(T/2), d) zero-padded; each group runs with its own utterances' bound language ids."""
+        groups = length_groups(feat_lens.tolist()) if self.length_grouping and feats.shape[0] > 1 else []
+        if len(groups) <= 1:
+            return self._encode(feats, feat_lens)
+        ids = self._bound_ids()
+        out_lens = self.output_lengths(feat_lens)
+        hidden = None
+        for group in groups:
+            index = torch.tensor(group, device=feats.device)
+            lens = feat_lens[index]
+            with self.lang_state.bound(ids[index.to(ids.device)]) if ids is not None else nullcontext():
+                h, _ = self._encode(feats[index, :, :int(lens.max())], lens)
+            if hidden is None:
+                hidden = h.new_zeros(feats.shape[0], int(out_lens.max()), h.shape[-1])
+            hidden = hidden.index_copy(0, index, nn.functional.pad(h, (0, 0, 0, hidden.shape[1] - h.shape[1])))
+        return hidden, out_lens
 
     def _encode(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
         """Full-context encoding of a padded batch: (B, n_mels, T) -> (B, ceil(T/2), d), lens."""
@@ -186,7 +241,7 @@ class WhisperSpeechEncoder(nn.Module):
         else:
             ctx = nullcontext()
         with ctx:
-            seg_hidden, seg_out_lens = self._encode(seg_feats, seg_lens)
+            seg_hidden, seg_out_lens = self._encode_grouped(seg_feats, seg_lens)
         return merge_segments(seg_hidden, seg_out_lens, counts)
 
     @torch.no_grad()

@@ -124,6 +124,9 @@ class ModelConfig:
     decode_segment_seconds: float = 8.0
     dtype: str = "float32"  # float32 | bfloat16 | float16 (weights of encoder and LLM)
     gradient_checkpointing: bool = False
+    # encode each batch in groups of similar length, each padded to its own longest (zipasr.model.encoder;
+    # the same outputs up to float rounding, less work on padding); false: one batch padded to its longest
+    encoder_length_grouping: bool = True
     # transformers attention kernel of the encoder and the LLM: None (transformers' default, sdpa), "eager",
     # "sdpa" or "flash_attention_2" (GPU). On CPU, eager trains tiny models faster and sdpa decodes faster
     # (BENCHMARKS.md, attention kernels).
@@ -245,7 +248,8 @@ class SpeechLLM(nn.Module):
         dtype = DTYPES[cfg.dtype]
         encoder = WhisperSpeechEncoder.from_pretrained(cfg.encoder_dir, dtype=dtype,
                                                        attn_implementation=cfg.attn_implementation,
-                                                       gradient_checkpointing=cfg.gradient_checkpointing)
+                                                       gradient_checkpointing=cfg.gradient_checkpointing,
+                                                       length_grouping=cfg.encoder_length_grouping)
         llm, tokenizer = load_llm(cfg.llm_dir, dtype=dtype, attn_implementation=cfg.attn_implementation)
         if cfg.gradient_checkpointing:
             # non-reentrant: the frozen LLM's inputs need no requires_grad for the LoRA gradients to flow
