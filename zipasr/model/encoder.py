@@ -16,7 +16,7 @@ Length grouping (`length_grouping=True`, what SpeechLLM asks for): a padded batc
 every padded frame, and the Speech-LLM's batches, packed by LLM tokens, mix utterances of 1 to 4 s (about
 half of the frames were padding in the mini recipe's Stage 2). Such a batch is encoded in groups of
 similar length, each padded to its own longest only (`length_groups()`); the result is the padded batch's
-up to float rounding (BENCHMARKS.md, "Encoder length groups").
+up to float rounding (BENCHMARKS.md, section 8, "Encoder length grouping").
 """
 from __future__ import annotations
 
@@ -174,16 +174,17 @@ class WhisperSpeechEncoder(nn.Module):
             return self._encode(feats, feat_lens)
         ids = self._bound_ids()
         out_lens = self.output_lengths(feat_lens)
-        hidden = None
+        T_out = int(out_lens.max())
+        pieces = []
         for group in groups:
             index = torch.tensor(group, device=feats.device)
             lens = feat_lens[index]
             with self.lang_state.bound(ids[index.to(ids.device)]) if ids is not None else nullcontext():
                 h, _ = self._encode(feats[index, :, :int(lens.max())], lens)
-            if hidden is None:
-                hidden = h.new_zeros(feats.shape[0], int(out_lens.max()), h.shape[-1])
-            hidden = hidden.index_copy(0, index, nn.functional.pad(h, (0, 0, 0, hidden.shape[1] - h.shape[1])))
-        return hidden, out_lens
+            pieces.append(nn.functional.pad(h, (0, 0, 0, T_out - h.shape[1])))
+        # the groups' rows are in sorted order: put each utterance back at its place in the batch
+        order = torch.tensor([i for group in groups for i in group], device=feats.device)
+        return torch.cat(pieces)[order.argsort()], out_lens
 
     def _encode(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
         """Full-context encoding of a padded batch: (B, n_mels, T) -> (B, ceil(T/2), d), lens."""
