@@ -144,6 +144,8 @@ def test_decode_cli_passes_no_repeat_ngram_size(runs, tmp_path, generate_calls):
 
 
 def test_lexicon_constrained_decoding_writes_lexicon_words_only(runs, model_and_data, tmp_path):
+    from transformers import LogitsProcessorList
+
     from zipasr.bin.decode import main
     from zipasr.model.lexicon import LexiconConstraint, write_lexicon
 
@@ -167,7 +169,7 @@ def test_lexicon_constrained_decoding_writes_lexicon_words_only(runs, model_and_
     assert any(w not in lexicon[lang] for text, lang in zip(free, langs) for w in text.split())  # random model
     for beams in (1, 3):
         texts = _generate(model, data, indices, max_new_tokens=12, num_beams=beams,
-                          prefix_allowed_tokens_fn=constraint.for_batch(langs))
+                          logits_processor=LogitsProcessorList([constraint.processor(langs, beams)]))
         for k, (text, lang) in enumerate(zip(texts, langs)):
             if lang in constrained:
                 assert in_lexicon(text, constrained[lang]), (lang, text)
@@ -338,6 +340,31 @@ def test_ctc_prefix_scorer_splits_pieces_into_nfd_characters():
             ids = torch.cat([ids, torch.full((1, 1), token)], 1)
         totals.append(total)
     assert math.isclose(totals[0], expected, abs_tol=1e-4) and math.isclose(totals[1], expected, abs_tol=1e-4)
+
+
+def test_appends_unchanged_is_exact_for_both_unicode_forms():
+    """The CTC prefix scorer's shortcut: a character `appends_unchanged` says so for is normalised by
+    appending it, for any text not ending in white space (random texts of accents, combining marks, tone
+    marks, Hangul syllables and jamo, kana with voicing marks, Greek, Arabic); and the characters that
+    compose or reorder are refused."""
+    import random
+
+    from zipasr.model.ctc import appends_unchanged, normalize_chars
+
+    alphabet = list("aeouyAEns ßøœ") + ["\u00e9", "\u1ec7", "\u0301", "\u0302", "\u0323", "\u0300", "\u0308",
+                                        "\ud55c", "\uac00", "\u1100", "\u1161", "\u11a8", "\u3057", "\u3099",
+                                        "\u304b", "\u03ac", "\u03b1", "\u0644", "\u0622", "\u0653", "\u09c7",
+                                        "\u09be", "\u0b47", "\u0b3e"]
+    rng = random.Random(0)
+    for form in ("NFC", "NFD"):
+        simple = [c for c in alphabet if appends_unchanged(c, form)]
+        assert "a" in simple and "\u0301" not in simple and " " not in simple
+        assert ("\u1161" in simple) == ("\u09be" in simple) == (form == "NFD")  # jamo / vowel sign: compose in NFC
+        assert ("\u00e9" in simple) == (form == "NFC")  # NFD splits it in two
+        for _ in range(3000):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))).rstrip()
+            for c in simple:
+                assert normalize_chars(text + c, form) == normalize_chars(text, form) + c, (form, text, c)
 
 
 def test_ctc_prefix_scorer_prunes_to_the_pre_beam_of_what_is_allowed():

@@ -40,10 +40,36 @@ def test_state_follows_the_generated_pieces():
     assert c.state("xx", [0, 0]) == ("", False)  # padding of finished beams is ignored
 
 
-def test_for_batch_leaves_languages_without_lexicon_free():
-    fn = _constraint().for_batch(["xx", "yy"])
-    assert fn(1, torch.tensor([], dtype=torch.long)) == list(range(len(VOCAB)))
-    assert EOS not in fn(0, torch.tensor([], dtype=torch.long))
+def test_processor_masks_forbidden_tokens_and_leaves_languages_without_lexicon_free():
+    c = _constraint()
+    proc = c.processor(["xx", "yy"], num_beams=2)
+    ab = VOCAB.index(" ab")
+    ids = torch.tensor([[ab], [ab], [ab], [ab]])
+    scores = torch.randn(4, len(VOCAB) + 2)  # an LLM's output may be wider than its vocabulary
+    out = proc(ids, scores)
+    allowed = set(c.allowed("xx", "ab", True))
+    for r in (0, 1):  # xx after " ab": the allowed tokens keep their scores, every other is -inf
+        assert all((out[r, i] == scores[r, i]) if i in allowed else out[r, i] == float("-inf")
+                   for i in range(scores.shape[1]))
+    assert torch.equal(out[2:, :len(VOCAB)], scores[2:, :len(VOCAB)])  # yy: no lexicon
+    assert out[2:, len(VOCAB):].isneginf().all()  # ... but no id past the vocabulary
+    # An utterance whose allowed tokens all score -inf is forced onto them (score 0), as transformers'
+    # PrefixConstrainedLogitsProcessor does: the constraint holds.
+    stuck = scores.clone()
+    stuck[:2, sorted(allowed)] = float("-inf")
+    out = proc(ids, stuck)
+    assert all(out[r, i] == (0.0 if i in allowed else float("-inf")) for r in (0, 1) for i in range(len(VOCAB)))
+
+
+def test_allowed_equals_trying_every_token():
+    lexicon = {"xx": {"ab", "c", "abc", "ba", "b"}}
+    c = _constraint(lexicon)
+    for word in ["", "a", "ab", "abc", "b", "ba", "c"]:
+        for started in (False, True):
+            brute = [i for i in range(len(VOCAB)) if i not in c.special_ids
+                     and c._advance("xx", word, started, VOCAB[i]) is not None]
+            brute += [EOS] if word in lexicon["xx"] else []
+            assert c.allowed("xx", word, started) == (brute or [EOS]), (word, started)
 
 
 def test_lexicon_dir_round_trip_and_errors(tmp_path):

@@ -204,6 +204,32 @@ def test_beam_search_prefills_each_utterance_once(model, monkeypatch):
     assert ours == theirs and any(ours)
 
 
+def test_beam_search_cache_layer_matches_transformers_dynamic_layer():
+    """BeamSearchCacheLayer (in-place appends, reordering the generated positions only) holds what
+    transformers' DynamicLayer holds after the same appends and within-utterance reorderings, also past
+    its planned room."""
+    from transformers.cache_utils import DynamicLayer
+
+    from zipasr.model.speech_llm import BeamSearchCacheLayer
+
+    torch.manual_seed(0)
+    n_utt, beams, heads, dim, prefix = 3, 4, 2, 5, 6
+    theirs = DynamicLayer()
+    theirs.update(*(torch.randn(n_utt, heads, prefix, dim).repeat_interleave(beams, 0) for _ in range(2)))
+    ours = BeamSearchCacheLayer(theirs, room=3)
+    assert torch.equal(ours.keys, theirs.keys) and ours.get_seq_length() == prefix
+    for step in range(6):  # 6 steps > room 3: the buffer grows
+        k, v = torch.randn(n_utt * beams, heads, 1, dim), torch.randn(n_utt * beams, heads, 1, dim)
+        got, expected = ours.update(k, v), theirs.update(k, v)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+        beam_idx = (torch.randint(0, beams, (n_utt, beams)) + beams * torch.arange(n_utt)[:, None]).flatten()
+        ours.reorder_cache(beam_idx), theirs.reorder_cache(beam_idx)
+        assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+        assert ours.get_seq_length() == theirs.get_seq_length() == prefix + step + 1
+    with pytest.raises(NotImplementedError):
+        ours.crop(-1)
+
+
 def test_generate_max_len_ratio_bounds_the_new_tokens(model, monkeypatch):
     """max_len_ratio caps the new tokens at ratio x the longest speech-embedding sequence of the batch."""
     batch = _batch(model)

@@ -94,6 +94,7 @@ def decode(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
     from tqdm import tqdm
+    from transformers import LogitsProcessorList
 
     from zipasr.adapters.inject import merge_language_free_adapters
     from zipasr.data.datadir import write_kaldi_map
@@ -205,8 +206,8 @@ def decode(args: argparse.Namespace) -> dict:
                 predicted.update((data.utterances[i].utt, model.languages[int(lang)])
                                  for i, lang in zip(chunk, lang_ids.tolist()))
             if constraint is not None:
-                search_options["prefix_allowed_tokens_fn"] = constraint.for_batch(
-                    [model.languages[int(lang)] for lang in lang_ids.tolist()])
+                search_options["logits_processor"] = LogitsProcessorList([constraint.processor(
+                    [model.languages[int(lang)] for lang in lang_ids.tolist()], args.beam)])
             texts = model.generate(batch.feats, batch.feat_lens, lang_ids, max_new_tokens=args.max_new_tokens,
                                    num_beams=args.beam, segment_frames=segment_frames,
                                    max_len_ratio=args.max_len_ratio, ctc_scorer=ctc_scorer,

@@ -34,11 +34,11 @@ encoder dir's head (`CTCScorer.warm_start`); its checkpoint dir then holds the s
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -203,28 +203,26 @@ NEG_INF = float("-inf")
 _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # sentencepiece's byte fallback
 
 
-@dataclass
-class _Prefix:
-    """One hypothesis' CTC state: its text as generated, its characters (CharVocab.normalize), the index of its
-    last character (0 = none yet), its prefix score log p_ctc(chars, ...) and its column in the forward
-    variables."""
-    text: str
-    chars: str
-    last: int
-    score: float
-    col: int
+@functools.cache
+def _composition_seconds() -> frozenset[str]:
+    """Starters that canonical composition (NFC) may join to the character before them: the second
+    character of every two-character canonical decomposition, and the Hangul vowel and final jamo."""
+    seconds = {chr(c) for c in range(0x1161, 0x1176)} | {chr(c) for c in range(0x11A8, 0x11C3)}
+    for cp in range(0x110000):
+        parts = unicodedata.decomposition(chr(cp)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            seconds.add(chr(int(parts[1], 16)))
+    return frozenset(seconds)
 
 
-@dataclass
-class _Candidate:
-    """A next token of one hypothesis (row) to score; key, text, chars and new are None for EOS."""
-    row: int
-    token: int
-    parent: _Prefix
-    key: tuple | None = None  # (utterance, generated ids + token)
-    text: str | None = None
-    chars: str | None = None
-    new: str | None = None  # the characters the token adds (may be "": a word boundary not yet written)
+def appends_unchanged(char: str, form: str) -> bool:
+    """Whether normalize_chars(text + char, form) == normalize_chars(text, form) + char for every text
+    that does not end in white space: a character that neither reorders (a starter) nor, in NFC, composes
+    with what is before it (its decomposition starts with no character composition may join)."""
+    if len(char) != 1 or char.isspace() or unicodedata.normalize(form, char) != char:
+        return False
+    first = unicodedata.normalize("NFD", char)[0]
+    return unicodedata.combining(first) == 0 and (form == "NFD" or first not in _composition_seconds())
 
 
 class CTCPrefixScorer(LogitsProcessor):
@@ -233,9 +231,10 @@ class CTCPrefixScorer(LogitsProcessor):
     Built per decoding batch from the encoder output; `llm.generate(..., logits_processor=[it])` then
     calls it at every step with the generated ids (N x num_beams, L) (rows of an utterance contiguous)
     and the LLM's log-probabilities (N x num_beams, V_tok), after the other processors (e.g. the lexicon
-    constraint). The forward variables of every live hypothesis (ESPnet's r^n, r^b: (T, P)) are kept
-    between steps, keyed by (utterance, generated ids), so each step extends them by the new
-    characters only: O(T) per character and step, vectorised over hypotheses and candidates.
+    constraint). The forward variables of every scored prefix (ESPnet's r^n, r^b: (T, P), one column per
+    prefix) are kept between steps, so each step extends them by the new characters only: O(T) per
+    character and step, vectorised over hypotheses and candidates. A prefix is found again from its row's
+    ids as (its parent's row, its last token): no step hashes or copies whole id sequences per candidate.
     """
 
     def __init__(self, scorer: CTCScorer, hidden: Tensor, lens: Tensor, num_beams: int, weight: float,
@@ -261,7 +260,17 @@ class CTCPrefixScorer(LogitsProcessor):
         special = set(tokenizer.all_special_ids)
         self.pieces = [None if i in special or _BYTE_PIECE.fullmatch(p) else p
                        for i, p in enumerate(piece_texts(tokenizer))]
-        self.states: dict[tuple, _Prefix] = {}
+        # Pieces of one character the vocabulary knows that a normalisation leaves as they are: a prefix's
+        # characters grow by exactly that character (the common case; the rest is normalised in full).
+        self.simple = [p if p is not None and p in self.vocab.index and appends_unchanged(p, self.vocab.form)
+                       else None for p in self.pieces]
+        self.states: dict[tuple[int, int], int] = {}  # (parent column, token) -> column of the prefix
+        self.rows: dict[tuple[int, tuple[int, ...]], int] = {}  # (utterance, a row's ids) -> its column
+        # Per column: the prefix's text as generated, its characters (CharVocab.normalize), its last
+        # character's index (0 = none yet) and its prefix score log p_ctc(chars, ...)
+        self.texts: list[str] = []
+        self.chars: list[str] = []
+        self.last = self.score = None  # (P,)
         self.r_n = self.r_b = None  # (T, P): log-prob of the prefix's alignments up to frame t ending in a non-blank / a blank
 
     def _start(self, n_rows: int) -> None:
@@ -270,7 +279,10 @@ class CTCPrefixScorer(LogitsProcessor):
             raise ValueError(f"{n_rows} hypotheses for {n} utterances x {self.num_beams} beams")
         self.r_b = self.log_probs[:, :, 0].cumsum(0)  # the empty prefix: blanks only
         self.r_n = torch.full_like(self.r_b, NEG_INF)
-        self.states = {(u, ()): _Prefix("", "", 0, 0.0, u) for u in range(n)}
+        self.texts, self.chars = [""] * n, [""] * n
+        self.last = torch.zeros(n, dtype=torch.long, device=self.r_b.device)
+        self.score = torch.zeros(n, dtype=self.r_b.dtype, device=self.r_b.device)
+        self.states, self.rows = {}, {}
 
     def _extend(self, r_n: Tensor, r_b: Tensor, last: Tensor, chars: Tensor, utts: Tensor, start: int = 0):
         """Prefixes g (forward variables r_n, r_b (T, P), last characters (P,), 0 = empty) extended by one
@@ -281,78 +293,101 @@ class CTCPrefixScorer(LogitsProcessor):
         blank = self.log_probs[:, utts, 0]
         # phi: g ends at frame t and c may start at t + 1 (after a blank if c repeats g's last character)
         phi = torch.logaddexp(r_b, torch.where((last == chars)[None], NEG_INF, r_n))
-        new_n, new_b = torch.full_like(r_n, NEG_INF), torch.full_like(r_b, NEG_INF)
-        new_n[0] = torch.where(last == 0, x[0], NEG_INF)  # an empty g: c may start at frame 0
+        # One buffer (T, 3, P) = (r_n, phi, r_b) of g + c per frame: each frame is then two in-place ops,
+        # (r_n, r_b)[t] = logaddexp(r_n[t - 1], (phi, r_b)[t - 1]) + (x, blank)[t]
+        buf = torch.full((x.shape[0], 3, x.shape[1]), NEG_INF, dtype=x.dtype, device=x.device)
+        buf[:, 1] = phi
+        buf[0, 0] = torch.where(last == 0, x[0], NEG_INF)  # an empty g: c may start at frame 0
+        emit = torch.stack([x, blank], 1)  # (T, 2, P)
         for t in range(max(1, start), x.shape[0]):
-            new_n[t] = torch.logaddexp(new_n[t - 1], phi[t - 1]) + x[t]
-            new_b[t] = torch.logaddexp(new_n[t - 1], new_b[t - 1]) + blank[t]
+            prev = buf[t - 1]
+            out = buf[t, 0::2]
+            torch.logaddexp(prev[0:1].expand(2, -1), prev[1:3], out=out)
+            out.add_(emit[t])
+        new_n, new_b = buf[:, 0], buf[:, 2]
         score = torch.logsumexp(torch.cat([new_n[:1], phi[:-1] + x[1:]]), dim=0)
         return new_n, new_b, score
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         """input_ids (R, L) generated so far, scores (R, V_tok) log-probs -> joint scores (R, V_tok)."""
-        if input_ids.shape[1] == 0 or self.r_n is None:
+        step0 = input_ids.shape[1] == 0 or self.r_n is None
+        if step0:
             self._start(input_ids.shape[0])
         k = min(self.pre_beam, scores.shape[1])
         top_scores, top_ids = scores.topk(k, dim=-1)
-        top_scores, top_ids = top_scores.tolist(), top_ids.tolist()
+        n_finite = (top_scores > NEG_INF).sum(-1).tolist()  # sorted: the pre-beam ends at the first -inf
+        top_ids = top_ids.tolist()
         out = torch.full_like(scores, NEG_INF)
-        cands: list[_Candidate] = []
+        space_ok = " " in self.vocab.index
+        rows, toks, cols, news, texts, chars_of = [], [], [], [], [], []  # one entry per candidate
+        rows_now: dict[tuple[int, tuple[int, ...]], int] = {}
+        first: dict[tuple[int, int], int] = {}  # (parent column, token) -> its first candidate
+        src: list[int] = []  # candidate -> the first candidate of its (parent column, token)
         for r, ids in enumerate(input_ids.tolist()):
-            utt, key = r // self.num_beams, tuple(ids)
-            parent = self.states.get((utt, key))
-            if parent is None:  # a hypothesis no longer in the search (its score is -inf): LLM only
+            utt = r // self.num_beams
+            if step0:
+                col = None if ids else utt
+            else:
+                parent = self.rows.get((utt, tuple(ids[:-1])))
+                col = None if parent is None else self.states.get((parent, ids[-1]))
+            if col is None:  # a hypothesis no longer in the search (its score is -inf): LLM only
                 out[r] = scores[r]
                 continue
-            for llm, tok in zip(top_scores[r], top_ids[r]):
-                if llm == NEG_INF:
-                    break
+            rows_now[(utt, tuple(ids))] = col
+            text, chars = self.texts[col], self.chars[col]
+            gap = bool(text) and text[-1].isspace() and bool(chars)  # a word boundary not written yet
+            for tok in top_ids[r][:n_finite[r]]:
                 if tok == self.eos_id:
-                    cands.append(_Candidate(r, tok, parent))
-                    continue
-                piece = self.pieces[tok]
-                if piece is None:
-                    continue
-                text = parent.text + piece
-                chars = self.vocab.normalize(text)
-                new = chars[len(parent.chars):]
-                if not chars.startswith(parent.chars) or any(c not in self.vocab.index for c in new):
-                    continue
-                cands.append(_Candidate(r, tok, parent, (utt, key + (tok,)), text, chars, new))
-        if not cands:
+                    new = c_text = c_chars = None
+                else:
+                    piece = self.pieces[tok]
+                    if piece is None:
+                        continue
+                    c_text, simple = text + piece, self.simple[tok]
+                    if simple is not None and (space_ok or not gap):
+                        new = " " + simple if gap else simple
+                        c_chars = chars + new
+                    else:
+                        c_chars = self.vocab.normalize(c_text)
+                        new = c_chars[len(chars):]
+                        if not c_chars.startswith(chars) or any(c not in self.vocab.index for c in new):
+                            continue
+                j = len(rows)
+                src.append(j if new is None else first.setdefault((col, tok), j))
+                rows.append(r), toks.append(tok), cols.append(col), news.append(new)
+                texts.append(c_text), chars_of.append(c_chars)
+        if not rows:
             return out
-        parents = torch.tensor([c.parent.col for c in cands], device=scores.device)
+        dev = scores.device
+        parents = torch.tensor(cols, device=dev)
         r_n, r_b = self.r_n[:, parents], self.r_b[:, parents]
-        last = torch.tensor([c.parent.last for c in cands], device=scores.device)
-        score = torch.tensor([c.parent.score for c in cands], device=scores.device)
+        last, score = self.last[parents], self.score[parents]
         final = torch.logaddexp(r_n[-1], r_b[-1])  # log p_ctc(parent exactly)
-        utts = torch.tensor([c.row // self.num_beams for c in cands], device=scores.device)
+        utts = torch.tensor(rows, device=dev) // self.num_beams
         parent_score = score.clone()
-        # Candidates with the same (utterance, ids) (an utterance's identical beams at step 0) are extended
+        # Candidates with the same (parent, token) (an utterance's identical beams at step 0) are extended
         # once: src[j] is the first of them, whose forward variables the others take after the loop.
-        first: dict[tuple, int] = {}
-        src = [j if c.key is None else first.setdefault(c.key, j) for j, c in enumerate(cands)]
-        longest = max((len(c.new) for c in cands if c.new), default=0)
+        longest = max((len(new) for new in news if new), default=0)
         for pos in range(longest):  # one character at a time (most pieces are one character long)
-            sel = [j for j, c in enumerate(cands) if c.new is not None and len(c.new) > pos and src[j] == j]
-            idx = torch.tensor(sel, device=scores.device)
-            chars = torch.tensor([self.vocab.index[cands[j].new[pos]] for j in sel], device=scores.device)
-            start = min(len(cands[j].parent.chars) + pos for j in sel)
+            sel = [j for j, new in enumerate(news) if new is not None and len(new) > pos and src[j] == j]
+            idx = torch.tensor(sel, device=dev)
+            chars = torch.tensor([self.vocab.index[news[j][pos]] for j in sel], device=dev)
+            start = min(len(chars_of[j]) - len(news[j]) + pos for j in sel)
             new_n, new_b, new_score = self._extend(r_n[:, idx], r_b[:, idx], last[idx], chars, utts[idx], start)
             r_n[:, idx], r_b[:, idx], score[idx], last[idx] = new_n, new_b, new_score, chars
         if any(j != i for i, j in enumerate(src)):
-            src_idx = torch.tensor(src, device=scores.device)
+            src_idx = torch.tensor(src, device=dev)
             r_n, r_b, score, last = r_n[:, src_idx], r_b[:, src_idx], score[src_idx], last[src_idx]
-        is_eos = torch.tensor([c.token == self.eos_id for c in cands], device=scores.device)
+        is_eos = torch.tensor([new is None for new in news], device=dev)
         # A parent CTC cannot have (score -inf) has -inf children, not nan ones.
         delta = torch.where(parent_score == NEG_INF, NEG_INF, torch.where(is_eos, final, score) - parent_score)
-        rows = torch.tensor([c.row for c in cands], device=scores.device)
-        toks = torch.tensor([c.token for c in cands], device=scores.device)
-        out[rows, toks] = (1 - self.weight) * scores[rows, toks] + self.weight * delta.to(scores.dtype)
-        keep = [j for j, c in enumerate(cands) if c.key is not None and src[j] == j]
-        score_l, last_l = score.tolist(), last.tolist()
-        self.states = {cands[j].key: _Prefix(cands[j].text, cands[j].chars, last_l[j], score_l[j], col)
-                       for col, j in enumerate(keep)}
-        keep_idx = torch.tensor(keep, dtype=torch.long, device=scores.device)
+        row_t, tok_t = torch.tensor(rows, device=dev), torch.tensor(toks, device=dev)
+        out[row_t, tok_t] = (1 - self.weight) * scores[row_t, tok_t] + self.weight * delta.to(scores.dtype)
+        keep = [j for j, new in enumerate(news) if new is not None and src[j] == j]
+        self.states = {(cols[j], toks[j]): col for col, j in enumerate(keep)}
+        self.rows = rows_now
+        self.texts, self.chars = [texts[j] for j in keep], [chars_of[j] for j in keep]
+        keep_idx = torch.tensor(keep, dtype=torch.long, device=dev)
         self.r_n, self.r_b = r_n[:, keep_idx], r_b[:, keep_idx]
+        self.last, self.score = last[keep_idx], score[keep_idx]
         return out

@@ -5,7 +5,7 @@ without the ids). Languages without a file are decoded unconstrained. `zipasr.bi
 from a Kaldi text + utt2lang (e.g. the LLM's pretraining text of the mini recipe).
 
 The constraint is a prefix trie over each lexicon's words applied at every step of `llm.generate`
-(transformers' `prefix_allowed_tokens_fn`, greedy or beam search): a token may extend the current word
+(`LexiconConstraint.processor`, a transformers logits processor, greedy or beam search): a token may extend the current word
 only along the trie, a word boundary (a space: sentencepiece's `▁`, byte-level BPE's `Ġ`) or the end of
 the transcript may only follow a whole word. With a byte-level BPE (Qwen3's), a token holding part of
 a character's UTF-8 bytes is never allowed: words must be spelt with whole-character tokens. It plays the part of a WFST lexicon (Kaldi's L, icefall's HLG) for a model whose
@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from torch import Tensor
+from transformers import LogitsProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +77,25 @@ class LexiconConstraint:
     def __init__(self, lexicon: dict[str, set[str]], vocab: list[str], eos_id: int, special_ids: set[int]):
         self.words = lexicon
         self.prefixes = {lang: _prefixes(words) for lang, words in lexicon.items()}
+        # The characters that may follow each prefix of a word (the trie's edges)
+        self.next_chars: dict[str, dict[str, set[str]]] = {}
+        for lang, prefixes in self.prefixes.items():
+            edges = self.next_chars[lang] = {}
+            for prefix in prefixes:
+                if prefix:
+                    edges.setdefault(prefix[:-1], set()).add(prefix[-1])
         self.vocab = vocab
         self.eos_id = eos_id
         self.special_ids = set(special_ids) | {eos_id}
         self.all_ids = list(range(len(vocab)))
+        # Token ids by the first character of their text ("" for an empty text): `allowed` tries only the
+        # tokens whose first character can follow the current partial word (a few of a whole vocabulary).
+        self._by_first: dict[str, list[int]] = {}
+        for i, piece in enumerate(vocab):
+            if i not in self.special_ids:
+                self._by_first.setdefault(piece[:1], []).append(i)
         self._cache: dict[tuple[str, str, bool], list[int]] = {}
+        self._masks: dict[tuple, Tensor] = {}
         self._states: dict[tuple[str, tuple[int, ...]], tuple[str, bool]] = {}
 
     @classmethod
@@ -106,8 +122,9 @@ class LexiconConstraint:
         """Token ids allowed in state (partial word, whether any text was written)."""
         key = (lang, word, started)
         if key not in self._cache:
-            ids = [i for i in self.all_ids if i not in self.special_ids
-                   and self._advance(lang, word, started, self.vocab[i]) is not None]
+            firsts = {"", " "} | self.next_chars[lang].get(word, set())
+            tried = sorted(i for first in firsts for i in self._by_first.get(first, ()))
+            ids = [i for i in tried if self._advance(lang, word, started, self.vocab[i]) is not None]
             if word in self.words[lang]:
                 ids.append(self.eos_id)
             if not ids:  # cannot happen for a prefix of a word; never leave the search without a choice
@@ -118,7 +135,7 @@ class LexiconConstraint:
     def state(self, lang: str, token_ids: list[int]) -> tuple[str, bool]:
         """(partial word, started) after the generated tokens; off-lexicon text (unconstrained) resets.
         Each hypothesis grows by one token per step, so the state of its prefix is looked up (cached per
-        decoding batch by `for_batch`) and advanced by the last token only."""
+        decoding batch by `processor`) and advanced by the last token only."""
         key = (lang, tuple(token_ids))
         if key in self._states:
             return self._states[key]
@@ -132,12 +149,42 @@ class LexiconConstraint:
         self._states[key] = (word, started)
         return word, started
 
-    def for_batch(self, langs: list[str]):
-        """prefix_allowed_tokens_fn(batch_id, generated ids (L,)) for a batch of these languages."""
+    def mask(self, lang: str, state: tuple[str, bool] | None, size: int, device) -> Tensor:
+        """`allowed` in state (partial word, started) as a boolean mask (size,) (size: the LLM's output
+        size), cached per state; state None (a language without lexicon): every token of the vocabulary."""
+        key = (lang, state, size)
+        if key not in self._masks:
+            mask = torch.zeros(size, dtype=torch.bool)
+            mask[self.all_ids if state is None else self.allowed(lang, *state)] = True
+            self._masks[key] = mask
+        return self._masks[key].to(device)
+
+    def processor(self, langs: list[str], num_beams: int = 1) -> "LexiconLogitsProcessor":
+        """The logits processor of a decoding batch of these languages (rows of an utterance contiguous)."""
         self._states.clear()  # the hypotheses of the previous batch are finished
-        def allowed_tokens(batch_id: int, input_ids: Tensor) -> list[int]:
-            lang = langs[batch_id]
-            if lang not in self.words:
-                return self.all_ids
-            return self.allowed(lang, *self.state(lang, input_ids.tolist()))
-        return allowed_tokens
+        return LexiconLogitsProcessor(self, langs, num_beams)
+
+
+class LexiconLogitsProcessor(LogitsProcessor):
+    """transformers' `PrefixConstrainedLogitsProcessor` with a `LexiconConstraint`, its per-row allowed-token
+    lists replaced by cached masks: the same scores (every token the lexicon forbids at -inf; an
+    utterance none of whose beams has an allowed token of finite score gets 0 on its allowed tokens,
+    so that the constraint holds), without a Python loop over each row's allowed ids at every step."""
+
+    def __init__(self, constraint: LexiconConstraint, langs: list[str], num_beams: int):
+        self.constraint, self.langs, self.num_beams = constraint, langs, num_beams
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        """input_ids (N x num_beams, L) generated so far, scores (N x num_beams, V) -> (N x num_beams, V)."""
+        c, size = self.constraint, scores.shape[-1]
+        masks = []
+        for r, ids in enumerate(input_ids.tolist()):
+            lang = self.langs[r // self.num_beams]
+            state = c.state(lang, ids) if lang in c.words else None  # None: no lexicon, any token
+            masks.append(c.mask(lang, state, size, scores.device))
+        allowed = torch.stack(masks)
+        out = scores.masked_fill(~allowed, float("-inf"))
+        stuck = out.amax(-1).isneginf().view(-1, self.num_beams).all(-1).repeat_interleave(self.num_beams)
+        if stuck.any():
+            out = torch.where(stuck[:, None] & allowed, 0.0, out).to(scores.dtype)
+        return out
