@@ -215,13 +215,14 @@ def _composition_seconds() -> frozenset[str]:
     return frozenset(seconds)
 
 
-def appends_unchanged(char: str, form: str) -> bool:
-    """Whether normalize_chars(text + char, form) == normalize_chars(text, form) + char for every text
-    that does not end in white space: a character that neither reorders (a starter) nor, in NFC, composes
-    with what is before it (its decomposition starts with no character composition may join)."""
-    if len(char) != 1 or char.isspace() or unicodedata.normalize(form, char) != char:
+def appends_unchanged(piece: str, form: str) -> bool:
+    """Whether normalize_chars(text + piece, form) == normalize_chars(text, form) + normalize_chars(piece, form)
+    for every text that does not end in white space: a piece without white space whose first character
+    (decomposed) neither reorders with what is before it (a starter) nor, in NFC, composes with it (no
+    composition joins it to a character before it)."""
+    if not piece or any(c.isspace() for c in piece):
         return False
-    first = unicodedata.normalize("NFD", char)[0]
+    first = unicodedata.normalize("NFD", piece)[0]
     return unicodedata.combining(first) == 0 and (form == "NFD" or first not in _composition_seconds())
 
 
@@ -260,17 +261,17 @@ class CTCPrefixScorer(LogitsProcessor):
         special = set(tokenizer.all_special_ids)
         self.pieces = [None if i in special or _BYTE_PIECE.fullmatch(p) else p
                        for i, p in enumerate(piece_texts(tokenizer))]
-        # Pieces of one character the vocabulary knows that a normalisation leaves as they are: a prefix's
-        # characters grow by exactly that character (the common case; the rest is normalised in full).
-        self.simple = [p if p is not None and p in self.vocab.index and appends_unchanged(p, self.vocab.form)
-                       else None for p in self.pieces]
+        # The characters a piece appends to any prefix not ending in a space (`appends_unchanged`; the
+        # common case), or None: the prefix's text + the piece is then normalised in full.
+        self.appends = [None if p is None or not appends_unchanged(p, self.vocab.form) else self.vocab.normalize(p)
+                        for p in self.pieces]
         self.states: dict[tuple[int, int], int] = {}  # (parent column, token) -> column of the prefix
         self.rows: dict[tuple[int, tuple[int, ...]], int] = {}  # (utterance, a row's ids) -> its column
-        # Per column: the prefix's text as generated, its characters (CharVocab.normalize), its last
-        # character's index (0 = none yet) and its prefix score log p_ctc(chars, ...)
-        self.texts: list[str] = []
-        self.chars: list[str] = []
-        self.last = self.score = None  # (P,)
+        # Per column: (parent column, token, the characters the token added): its text and characters are
+        # made when a row holds it (only num_beams per utterance of the ~1.5 x num_beams^2 scored)
+        self.kept: list[tuple[int, int, str]] = []
+        self.live: dict[int, tuple[str, str]] = {}  # column -> (text as generated, CharVocab.normalize(text))
+        self.last = self.score = None  # (P,): the index of the last character (0 = none yet), log p_ctc(chars, ...)
         self.r_n = self.r_b = None  # (T, P): log-prob of the prefix's alignments up to frame t ending in a non-blank / a blank
 
     def _start(self, n_rows: int) -> None:
@@ -279,7 +280,7 @@ class CTCPrefixScorer(LogitsProcessor):
             raise ValueError(f"{n_rows} hypotheses for {n} utterances x {self.num_beams} beams")
         self.r_b = self.log_probs[:, :, 0].cumsum(0)  # the empty prefix: blanks only
         self.r_n = torch.full_like(self.r_b, NEG_INF)
-        self.texts, self.chars = [""] * n, [""] * n
+        self.kept, self.live = [], {u: ("", "") for u in range(n)}
         self.last = torch.zeros(n, dtype=torch.long, device=self.r_b.device)
         self.score = torch.zeros(n, dtype=self.r_b.dtype, device=self.r_b.device)
         self.states, self.rows = {}, {}
@@ -318,9 +319,11 @@ class CTCPrefixScorer(LogitsProcessor):
         n_finite = (top_scores > NEG_INF).sum(-1).tolist()  # sorted: the pre-beam ends at the first -inf
         top_ids = top_ids.tolist()
         out = torch.full_like(scores, NEG_INF)
-        space_ok = " " in self.vocab.index
-        rows, toks, cols, news, texts, chars_of = [], [], [], [], [], []  # one entry per candidate
+        index = self.vocab.index
+        space_ok = " " in index
+        rows, toks, cols, news = [], [], [], []  # one entry per candidate
         rows_now: dict[tuple[int, tuple[int, ...]], int] = {}
+        live: dict[int, tuple[str, str]] = {}
         first: dict[tuple[int, int], int] = {}  # (parent column, token) -> its first candidate
         src: list[int] = []  # candidate -> the first candidate of its (parent column, token)
         for r, ids in enumerate(input_ids.tolist()):
@@ -334,28 +337,36 @@ class CTCPrefixScorer(LogitsProcessor):
                 out[r] = scores[r]
                 continue
             rows_now[(utt, tuple(ids))] = col
-            text, chars = self.texts[col], self.chars[col]
+            if col not in live:
+                if step0:
+                    live[col] = self.live[col]
+                else:
+                    parent, tok, new = self.kept[col]
+                    text, chars = self.live[parent]
+                    live[col] = (text + self.pieces[tok], chars + new)
+            text, chars = live[col]
             gap = bool(text) and text[-1].isspace() and bool(chars)  # a word boundary not written yet
             for tok in top_ids[r][:n_finite[r]]:
                 if tok == self.eos_id:
-                    new = c_text = c_chars = None
+                    new = c_chars = None
                 else:
                     piece = self.pieces[tok]
                     if piece is None:
                         continue
-                    c_text, simple = text + piece, self.simple[tok]
-                    if simple is not None and (space_ok or not gap):
-                        new = " " + simple if gap else simple
-                        c_chars = chars + new
+                    new = self.appends[tok]
+                    if new is not None and (space_ok or not gap):
+                        if gap:
+                            new = " " + new
+                        if any(c not in index for c in new):
+                            continue
                     else:
-                        c_chars = self.vocab.normalize(c_text)
+                        c_chars = self.vocab.normalize(text + piece)
                         new = c_chars[len(chars):]
-                        if not c_chars.startswith(chars) or any(c not in self.vocab.index for c in new):
+                        if not c_chars.startswith(chars) or any(c not in index for c in new):
                             continue
                 j = len(rows)
                 src.append(j if new is None else first.setdefault((col, tok), j))
                 rows.append(r), toks.append(tok), cols.append(col), news.append(new)
-                texts.append(c_text), chars_of.append(c_chars)
         if not rows:
             return out
         dev = scores.device
@@ -372,7 +383,7 @@ class CTCPrefixScorer(LogitsProcessor):
             sel = [j for j, new in enumerate(news) if new is not None and len(new) > pos and src[j] == j]
             idx = torch.tensor(sel, device=dev)
             chars = torch.tensor([self.vocab.index[news[j][pos]] for j in sel], device=dev)
-            start = min(len(chars_of[j]) - len(news[j]) + pos for j in sel)
+            start = min(len(live[cols[j]][1]) + pos for j in sel)
             new_n, new_b, new_score = self._extend(r_n[:, idx], r_b[:, idx], last[idx], chars, utts[idx], start)
             r_n[:, idx], r_b[:, idx], score[idx], last[idx] = new_n, new_b, new_score, chars
         if any(j != i for i, j in enumerate(src)):
@@ -385,8 +396,8 @@ class CTCPrefixScorer(LogitsProcessor):
         out[row_t, tok_t] = (1 - self.weight) * scores[row_t, tok_t] + self.weight * delta.to(scores.dtype)
         keep = [j for j, new in enumerate(news) if new is not None and src[j] == j]
         self.states = {(cols[j], toks[j]): col for col, j in enumerate(keep)}
-        self.rows = rows_now
-        self.texts, self.chars = [texts[j] for j in keep], [chars_of[j] for j in keep]
+        self.rows, self.live = rows_now, live
+        self.kept = [(cols[j], toks[j], news[j]) for j in keep]
         keep_idx = torch.tensor(keep, dtype=torch.long, device=dev)
         self.r_n, self.r_b = r_n[:, keep_idx], r_b[:, keep_idx]
         self.last, self.score = last[keep_idx], score[keep_idx]
