@@ -9,6 +9,10 @@ Sub-commands (each prints its numbers side by side in one run):
               an epoch, and model-FLOPs utilisation (MFU) against an assumed peak of this CPU.
   decode      greedy decoding of 16 utterances as one batch vs one at a time (goal >= 4x), and the
               real-time factor (decode time / audio seconds).
+  beam        lexicon-constrained beam search (beam 8, 32 utterances, as conf/decode.yaml without the CTC head)
+              by zipasr's path (SpeechLLM's BeamSearchCacheLayer, LexiconConstraint.processor) against
+              transformers' own (its DynamicLayer cache, PrefixConstrainedLogitsProcessor with the same
+              trie); interleaved rounds, median, ratio transformers / zipasr; the hypotheses must be equal.
   attention   transformers' sdpa vs eager attention kernel on the mini recipe's four CPU workloads: the
               encoder's CTC pretraining step, the LLM's text pretraining step, a Stage-2 step and batched
               greedy decoding; interleaved rounds, median, ratio sdpa / eager (> 1: eager is faster).
@@ -33,6 +37,7 @@ conf/corpus.yaml. Speech features are random; their lengths follow the synthetic
     python benchmarks/bench_speech_llm.py step --threads 1 --clock cpu
     python benchmarks/bench_speech_llm.py throughput --threads 1
     python benchmarks/bench_speech_llm.py decode --threads 1
+    python benchmarks/bench_speech_llm.py beam --threads 1 --clock cpu
     python benchmarks/bench_speech_llm.py attention --threads 2
     python benchmarks/bench_speech_llm.py jobs
     python benchmarks/bench_speech_llm.py grouping --threads 1 --clock cpu
@@ -396,6 +401,73 @@ def cmd_decode(args, setup: Setup) -> None:
     print(f"goals:\n  batched >= {GOALS['decode_speedup']}x one at a time  {speedup:.2f}x  {verdict}")
 
 
+# --------------------------------------------------------------------------- beam search
+def cmd_beam(args, setup: Setup) -> None:
+    """Beam search with a lexicon, as conf/decode.yaml (beam 8, batch 32; without the CTC head): zipasr's
+    decoding path (BeamSearchCacheLayer, LexiconLogitsProcessor) against transformers' own (its
+    DynamicLayer cache, PrefixConstrainedLogitsProcessor with the same trie), interleaved rounds; the
+    hypotheses must be the same."""
+    from transformers import LogitsProcessorList
+
+    import zipasr.model.speech_llm as speech_llm
+    from zipasr.mini.text import word_list
+    from zipasr.model.lexicon import LexiconConstraint
+
+    model = setup.model(args.method).eval()
+    rng = np.random.default_rng(3)
+    pick = rng.choice(len(setup.utts), size=args.batch, replace=False).tolist()
+    batch = setup.batch([[i] for i in pick], seed=4)
+    langs = [setup.languages[int(i)] for i in batch.lang_ids]
+    lexicon = {lang: set(word_list(lang, 1500)) for lang in setup.languages}
+    constraint = LexiconConstraint.from_tokenizer(lexicon, setup.tokenizer)
+    device = torch.device("cpu")
+    # A random model rarely emits EOS: every hypothesis gets exactly new_tokens tokens.
+    options = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=args.beam,
+                   length_penalty=0.5)
+    cache_layer = speech_llm.BeamSearchCacheLayer
+
+    def ours() -> list[str]:
+        speech_llm.BeamSearchCacheLayer = cache_layer
+        processor = LogitsProcessorList([constraint.processor(langs, args.beam)])
+        with torch.no_grad(), autocast_context(device, setup.bf16):
+            return model.generate(batch.feats, batch.feat_lens, batch.lang_ids, logits_processor=processor, **options)
+
+    def theirs() -> list[str]:
+        speech_llm.BeamSearchCacheLayer = lambda layer, room: layer  # the prefill's DynamicLayers as they are
+        constraint.processor(langs)  # a new batch: forget the previous hypotheses' trie states
+
+        def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:  # as the lexicon did before 2936883
+            return constraint.allowed(langs[batch_id], *constraint.state(langs[batch_id], ids.tolist()))
+
+        try:
+            with torch.no_grad(), autocast_context(device, setup.bf16):
+                return model.generate(batch.feats, batch.feat_lens, batch.lang_ids, prefix_allowed_tokens_fn=allowed,
+                                      **options)
+        finally:
+            speech_llm.BeamSearchCacheLayer = cache_layer
+
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    times = {"transformers": [], "zipasr": []}
+    hyps = {}
+    for round_ in range(args.warmup + args.iters):
+        for name, fn in (("transformers", theirs), ("zipasr", ours)):
+            start = clock()
+            hyps[name] = fn()
+            if round_ >= args.warmup:
+                times[name].append(clock() - start)
+    same = hyps["transformers"] == hyps["zipasr"]
+    print(f"beam search ({args.method}) of {args.batch} utterances, beam {args.beam}, lexicon, {args.new_tokens} new "
+          f"tokens each, {'bf16' if setup.bf16 else 'fp32'}, {torch.get_num_threads()} thread(s); median "
+          f"{args.clock} time of {args.iters} interleaved rounds after {args.warmup} warm-up")
+    print("transformers: DynamicLayer cache + PrefixConstrainedLogitsProcessor; "
+          "zipasr: BeamSearchCacheLayer + LexiconLogitsProcessor")
+    theirs_t, ours_t = (statistics.median(times[n]) for n in ("transformers", "zipasr"))
+    print(f"{'transformers s':>16}{'zipasr s':>10}{'ratio':>9}  hypotheses")
+    print(f"{theirs_t:>16.3f}{ours_t:>10.3f}{theirs_t / ours_t:>8.3f}x  {'the same' if same else 'DIFFERENT'}")
+    if not same:
+        raise SystemExit("the two decoding paths gave different hypotheses")
+
+
 # --------------------------------------------------------------------------- encoder length grouping
 def encoded_frames(lens: list[int], grouping: bool) -> int:
     """Mel frames the encoder runs on for a batch of `lens`: padded to the longest, or per length group."""
@@ -736,6 +808,14 @@ def parse_args(argv=None):
     sp.add_argument("--iters", type=int, default=3)
     sp.add_argument("--warmup", type=int, default=1)
     sp.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    sp = sub.add_parser("beam", help="beam search with a lexicon: zipasr's cache and processor vs transformers' own")
+    common(sp)
+    sp.add_argument("--batch", type=int, default=32, help="utterances (conf/decode.yaml's batch_size)")
+    sp.add_argument("--beam", type=int, default=8, help="beam size (conf/decode.yaml's)")
+    sp.add_argument("--new_tokens", type=int, default=40, help="tokens per hypothesis")
+    sp.add_argument("--iters", type=int, default=3)
+    sp.add_argument("--warmup", type=int, default=1)
+    sp.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     sp = sub.add_parser("attention", help="sdpa vs eager attention on the pretraining, Stage-2 and decoding workloads")
     common(sp)
     sp.add_argument("--iters", type=int, default=5, help="timed rounds")
@@ -784,7 +864,7 @@ def main(argv=None) -> None:
             cmd_jobs(args, work)
             return
         setup = Setup(args, args.scale, work)
-        {"step": cmd_step, "throughput": cmd_throughput, "decode": cmd_decode,
+        {"step": cmd_step, "throughput": cmd_throughput, "decode": cmd_decode, "beam": cmd_beam,
          "attention": cmd_attention, "grouping": cmd_grouping}[args.command](args, setup)
 
 

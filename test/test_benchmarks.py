@@ -72,6 +72,15 @@ def test_grouping(bench, capsys):
         assert float(ratio) == pytest.approx(float(off) / float(on), rel=0.05, abs=0.02)
 
 
+def test_beam(bench, capsys):
+    out = run(bench, capsys, ["beam", "--size", "test", "--scale", "0.005", "--batch", "4", "--beam", "3",
+                              "--new_tokens", "6", "--iters", "1", "--warmup", "0"])
+    (row,) = re.findall(r"^\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x  (.+)$", out, re.M)
+    theirs, ours, ratio, verdict = row
+    assert verdict == "the same", out  # zipasr's cache and lexicon processor: the hypotheses of transformers' own
+    assert float(ratio) == pytest.approx(float(theirs) / float(ours), rel=0.05, abs=0.02)
+
+
 def test_packing(bench, capsys):
     out = run(bench, capsys, ["packing", "--size", "test", "--scale", "0.02"])
     share = re.search(r"LLM real tokens / padded batch tokens\s+([\d.]+)%\s+([\d.]+)%", out)
