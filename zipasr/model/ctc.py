@@ -267,10 +267,8 @@ class CTCPrefixScorer(LogitsProcessor):
                         for p in self.pieces]
         self.states: dict[tuple[int, int], int] = {}  # (parent column, token) -> column of the prefix
         self.rows: dict[tuple[int, tuple[int, ...]], int] = {}  # (utterance, a row's ids) -> its column
-        # Per column: (parent column, token, the characters the token added): its text and characters are
-        # made when a row holds it (only num_beams per utterance of the ~1.5 x num_beams^2 scored)
-        self.kept: list[tuple[int, int, str]] = []
-        self.live: dict[int, tuple[str, str]] = {}  # column -> (text as generated, CharVocab.normalize(text))
+        self.texts: list[str] = []  # per column: the prefix's text as generated ...
+        self.chars: list[str] = []  # ... and its characters (CharVocab.normalize)
         self.last = self.score = None  # (P,): the index of the last character (0 = none yet), log p_ctc(chars, ...)
         self.r_n = self.r_b = None  # (T, P): log-prob of the prefix's alignments up to frame t ending in a non-blank / a blank
 
@@ -280,7 +278,7 @@ class CTCPrefixScorer(LogitsProcessor):
             raise ValueError(f"{n_rows} hypotheses for {n} utterances x {self.num_beams} beams")
         self.r_b = self.log_probs[:, :, 0].cumsum(0)  # the empty prefix: blanks only
         self.r_n = torch.full_like(self.r_b, NEG_INF)
-        self.kept, self.live = [], {u: ("", "") for u in range(n)}
+        self.texts, self.chars = [""] * n, [""] * n
         self.last = torch.zeros(n, dtype=torch.long, device=self.r_b.device)
         self.score = torch.zeros(n, dtype=self.r_b.dtype, device=self.r_b.device)
         self.states, self.rows = {}, {}
@@ -323,7 +321,6 @@ class CTCPrefixScorer(LogitsProcessor):
         space_ok = " " in index
         rows, toks, cols, news = [], [], [], []  # one entry per candidate
         rows_now: dict[tuple[int, tuple[int, ...]], int] = {}
-        live: dict[int, tuple[str, str]] = {}
         first: dict[tuple[int, int], int] = {}  # (parent column, token) -> its first candidate
         src: list[int] = []  # candidate -> the first candidate of its (parent column, token)
         for r, ids in enumerate(input_ids.tolist()):
@@ -337,14 +334,7 @@ class CTCPrefixScorer(LogitsProcessor):
                 out[r] = scores[r]
                 continue
             rows_now[(utt, tuple(ids))] = col
-            if col not in live:
-                if step0:
-                    live[col] = self.live[col]
-                else:
-                    parent, tok, new = self.kept[col]
-                    text, chars = self.live[parent]
-                    live[col] = (text + self.pieces[tok], chars + new)
-            text, chars = live[col]
+            text, chars = self.texts[col], self.chars[col]
             gap = bool(text) and text[-1].isspace() and bool(chars)  # a word boundary not written yet
             for tok in top_ids[r][:n_finite[r]]:
                 if tok == self.eos_id:
@@ -383,7 +373,7 @@ class CTCPrefixScorer(LogitsProcessor):
             sel = [j for j, new in enumerate(news) if new is not None and len(new) > pos and src[j] == j]
             idx = torch.tensor(sel, device=dev)
             chars = torch.tensor([self.vocab.index[news[j][pos]] for j in sel], device=dev)
-            start = min(len(live[cols[j]][1]) + pos for j in sel)
+            start = min(len(self.chars[cols[j]]) + pos for j in sel)
             new_n, new_b, new_score = self._extend(r_n[:, idx], r_b[:, idx], last[idx], chars, utts[idx], start)
             r_n[:, idx], r_b[:, idx], score[idx], last[idx] = new_n, new_b, new_score, chars
         if any(j != i for i, j in enumerate(src)):
@@ -396,8 +386,9 @@ class CTCPrefixScorer(LogitsProcessor):
         out[row_t, tok_t] = (1 - self.weight) * scores[row_t, tok_t] + self.weight * delta.to(scores.dtype)
         keep = [j for j, new in enumerate(news) if new is not None and src[j] == j]
         self.states = {(cols[j], toks[j]): col for col, j in enumerate(keep)}
-        self.rows, self.live = rows_now, live
-        self.kept = [(cols[j], toks[j], news[j]) for j in keep]
+        self.rows = rows_now
+        self.texts = [self.texts[cols[j]] + self.pieces[toks[j]] for j in keep]
+        self.chars = [self.chars[cols[j]] + news[j] for j in keep]
         keep_idx = torch.tensor(keep, dtype=torch.long, device=dev)
         self.r_n, self.r_b = r_n[:, keep_idx], r_b[:, keep_idx]
         self.last, self.score = last[keep_idx], score[keep_idx]
