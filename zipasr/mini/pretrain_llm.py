@@ -22,7 +22,7 @@ sequences have no separator (the Speech-LLM's layout: the trailing blanks end th
 then reads frame-rate input, which the paper's fixed-stride projector gives, where a character-rate
 source (one piece per character, as CTC compression would give) does not match it. The mini recipe
 uses it after its copy-only steps; the copy skill forms on token sources first (a 2-layer LLM never
-learnt frame copies in the measured runs, a 4-layer one did: egs/mini_multilingual/asr1/README.md).
+learnt frame copies in the measured runs, a 4-layer one did: egs/mini_multilingual/asr1/NOTES.md, "The LLM's copy skill").
 
 The steps can follow a curriculum: first `lm_only_ratio` of them language modelling only (of
 `lm_only_languages`), then `copy_only_ratio` of them copying only (of `copy_only_languages`, token and
@@ -76,7 +76,7 @@ class LLMPretrainConfig:
     # data
     copy_ratio: float = 0.75  # share of copy sequences (the rest: language modelling)
     # the first share of the steps: language modelling only, of these languages ([] = all). The LLM learns
-    # the words of the languages Stage 1 hears before it learns to copy (README.md, "Where the errors come from")
+    # the words of the languages Stage 1 hears before it learns to copy (NOTES.md, "Where the errors come from")
     lm_only_ratio: float = 0.0
     lm_only_languages: list[str] = field(default_factory=list)
     copy_only_ratio: float = 0.0  # the next share of the steps trains on copy sequences only (curriculum)

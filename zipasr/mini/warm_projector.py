@@ -23,7 +23,7 @@ The result is a SpeechLLM checkpoint dir holding the projector only (speech_llm.
 ["projector"]), which Stage 1 loads with `model.init_from`. Stage 1 then trains as in the paper.
 This is a mini-recipe aid, not part of the paper (its Whisper and Qwen3 need none). The mini recipe
 runs it in its stage 6 before Stage 1: with it (and an LLM pretrained with frame copies) Stage 1
-aligned to the audio, without it the Speech-LLM learnt the text alone (egs/mini_multilingual/asr1/README.md).
+aligned to the audio, without it the Speech-LLM learnt the text alone (egs/mini_multilingual/asr1/NOTES.md, "Stage 1 alignment").
 """
 from __future__ import annotations
 

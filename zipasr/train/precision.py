@@ -2,7 +2,7 @@
 
 On a CPU, bf16 autocast is fast only where oneDNN has native bf16 kernels (AVX-512 and newer). On an
 AVX2-only CPU it is emulated: a tiny Qwen3 training step measured 10.5 s with bf16 autocast against
-0.67 s in fp32 (1 thread; egs/mini_multilingual/asr1/README.md, "Memory and speed note"), so a
+0.67 s in fp32 (1 thread; egs/mini_multilingual/asr1/NOTES.md, "Memory and speed note"), so a
 `bf16: true` config falls back to fp32 there, with a warning.
 """
 from __future__ import annotations

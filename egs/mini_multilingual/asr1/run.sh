@@ -36,7 +36,7 @@ jobs=         # stages 3+4 and 7-8: the pretrainings, Stage-2 trainings, decodes
               # ~1.3x (training) to ~1.7x (decoding) the work of one 2-thread job (BENCHMARKS.md, section 6)
 seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed ~8-11 min at the default size)
 projector=gated_conv  # the paper's; ctc_compress (NOT the paper's): one LLM input per character the encoder's
-                      # CTC head predicts (README.md, "CTC compression"), for Stage 1, Stage 2 and the warm start
+                      # CTC head predicts (NOTES.md, "CTC compression"), for Stage 1, Stage 2 and the warm start
 
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N] [--jobs N] [--seeds \"1 2\"] [--projector gated_conv|ctc_compress]"
 
@@ -82,7 +82,7 @@ job_threads=$(( threads / jobs > 0 ? threads / jobs : 1 ))
 # made the resident memory of a training run grow by gigabytes. Measured (100 encoder steps / 150 LLM
 # steps, 2 threads): these two settings: 67 s / 34 s, peak 1.9 / 1.7 GB; MALLOC_ARENA_MAX=2 alone: 59 s /
 # 31 s, 3.0 / 2.0 GB; the former MALLOC_TRIM_THRESHOLD_=0 + a cache of 8 kernels: 111 s for the encoder
-# (README.md, "Memory and speed note").
+# (NOTES.md, "Memory and speed note").
 export MALLOC_ARENA_MAX=2 ONEDNN_PRIMITIVE_CACHE_CAPACITY=64
 
 source_langs="en fr el zh"

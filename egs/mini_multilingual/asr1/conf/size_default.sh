@@ -8,7 +8,7 @@ stage1_steps=900        # 4 packed rows of 512 tokens (~16 utterances at charact
                         # (the frozen encoder halves the step time: 900 steps cost what 480 did)
 stage2_steps=480        # per method; stages 7-8 run two jobs at a time (run.sh --jobs, 1 thread each). dev_target
                         # Zipper-Soft high / low CER: 240 steps 13.9 / 71.4, 360 10.0 / 67.5, 480 8.6 / 64.3,
-                        # 600 7.7 / 62.8 % (README.md, "Stage 2 length"); 480 for the budget
+                        # 600 7.7 / 62.8 % (NOTES.md, "Stage 2 length"); 480 for the budget
 methods="vanilla independent zipper_soft zipper_soft_initb"
 regimes="full"
 decode_opts=""
@@ -18,7 +18,7 @@ sibling_methods=""
 sibling_steps=60        # optimizer steps of experts fuse / distill (batches of 8 utterances)
 lid_opts="--max_per_language 200"   # LID classifier (zipasr.bin.train_lid) on the Stage-1 encoder, for agnostic_methods
 # The extra decodes of stage 8 are left to --full (and --quick, --micro): a third round of two decodes
-# (~4.5 min of the 60 on an AVX-512 CPU; README.md, "Budgets"). The default's stage 8 decodes the four
+# (~4.5 min of the 60 on an AVX-512 CPU; NOTES.md, "Budgets"). The default's stage 8 decodes the four
 # methods only.
 agnostic_methods=""     # methods decoded once more with the predicted language (language-agnostic)
 stage1_target_decode=false   # the Stage-1 model on test_all (the tables' Stage-1 row)

@@ -10,7 +10,7 @@ methods="vanilla independent flylora zipper_static zipper_hard zipper_soft zippe
 regimes="full chunked"
 decode_opts=""           # conf/decode.yaml, as the default (beam 8, lexicon, joint CTC/attention): greedy decoding
                          # without the CTC head gave dev_target CER 41.3 / 87.3 % (high / low) against 6.0 / 55.8
-                         # with the default's Zipper-Soft model (README.md, "Budgets")
+                         # with the default's Zipper-Soft model (NOTES.md, "Budgets")
 # Sibling methods (docs/sibling_methods.md), built from stage2_independent after Stage 2 (stage 7):
 # lors (LoRS-Merging), experts_fusion (LoRA experts fused per language), experts_kd (experts distilled
 # into one Vanilla-LoRA). They need "independent" in ${methods}.
