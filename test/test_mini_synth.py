@@ -171,6 +171,27 @@ def test_synthesised_corpus_validates_and_is_deterministic(tmp_path):
         assert Path(train.wav_scp[utt]).read_bytes() == Path(again.wav_scp[utt]).read_bytes()
 
 
+def _breathy_audio(rand_calls: int) -> bytes:
+    """In a fresh process: call the C library's rand() `rand_calls` times, then synthesise with a voice
+    whose `breath` noise espeak-ng draws from rand()."""
+    import ctypes
+
+    from zipasr.mini.synth import Espeak
+    for _ in range(rand_calls):
+        ctypes.CDLL(None).rand()
+    return Espeak().synthesize("the same words again", "en+f3", 170, 50, 100, noise_seed=1234).tobytes()
+
+
+@needs_espeak
+def test_breath_noise_does_not_depend_on_earlier_rand_calls():
+    """espeak-ng's noise comes from the process-global rand(), inherited through fork: the audio of an
+    utterance must depend on its own seed only, not on what else ran in the process before it."""
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
+        audio = [pool.apply(_breathy_audio, (n,)) for n in (0, 5, 0)]
+    assert audio[0] == audio[1] == audio[2]
+
+
 def test_a_failed_audio_write_names_the_file_and_utterance(tmp_path):
     """libsndfile reports a full disk as "System error.": the error names the file, the utterance, the free space."""
     from zipasr.mini.synth import Speaker, Utterance, _synth_batch

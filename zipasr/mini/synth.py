@@ -193,6 +193,11 @@ def plan_corpus(cfg: CorpusConfig, audio_dir: str | Path) -> tuple[dict[str, lis
     return dirs, lm_text
 
 
+def _libc_srand(seed: int) -> None:
+    """srand(seed) of the C library the process runs on (the rand() that libespeak-ng calls)."""
+    ctypes.CDLL(None).srand(ctypes.c_uint(seed & 0xFFFFFFFF))
+
+
 class Espeak:
     """espeak-ng's C library in synchronous mode: text -> int16 samples at `self.sample_rate`.
 
@@ -226,8 +231,17 @@ class Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
         return 0  # 0 = continue synthesis
 
-    def synthesize(self, text: str, voice: str, speed: int, pitch: int, amplitude: int) -> np.ndarray:
-        """int16 samples (n,) at self.sample_rate."""
+    def synthesize(self, text: str, voice: str, speed: int, pitch: int, amplitude: int,
+                   noise_seed: int = 0) -> np.ndarray:
+        """int16 samples (n,) at self.sample_rate.
+
+        noise_seed: seeds the C library's rand(), which espeak-ng draws its noise from (the `breath`
+        of voice variants such as f2 and f3). That state is global to the process and inherited
+        through fork, so without a seed an utterance's audio depended on how often anything in the
+        process had called rand() before it (measured: 5 calls in the parent process changed 16 of
+        the 160 utterances of the mini recipe's dev_source).
+        """
+        _libc_srand(noise_seed)
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         self.lib.espeak_SetParameter(self._RATE, speed, 0)
@@ -250,7 +264,8 @@ def _synth_batch(args: tuple[list[Utterance], int]) -> list[tuple[str, int]]:
     out = []
     for u in utts:
         sp = u.speaker
-        audio = engine.synthesize(u.text, sp.voice, sp.speed, sp.pitch, sp.amplitude)
+        audio = engine.synthesize(u.text, sp.voice, sp.speed, sp.pitch, sp.amplitude,
+                                  noise_seed=zlib.crc32(u.utt_id.encode()))
         if audio.size == 0:
             raise RuntimeError(f"espeak-ng produced no audio for utterance {u.utt_id} ({u.text!r})")
         wav = audio.astype(np.float32) / 32768.0
@@ -306,7 +321,8 @@ def synthesize_corpus(cfg: CorpusConfig, audio_dir: str | Path, data_dir: str | 
     for s in cfg.sets:
         (audio_dir / s.name).mkdir(parents=True, exist_ok=True)
     # espeak-ng keeps internal state from one synthesis to the next (the same text synthesised twice
-    # in one process differs by a few samples), so every batch runs in a fresh process
+    # in one process differs by a few samples, even with the same noise seed), so every batch runs in
+    # a fresh process
     # (maxtasksperchild=1): a batch's audio then depends only on its own utterances, whatever the
     # number of processes. Batches never cross data dirs, so a test set's audio does not depend on
     # the training budgets.
