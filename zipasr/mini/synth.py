@@ -193,11 +193,6 @@ def plan_corpus(cfg: CorpusConfig, audio_dir: str | Path) -> tuple[dict[str, lis
     return dirs, lm_text
 
 
-def _libc_srand(seed: int) -> None:
-    """srand(seed) of the C library the process runs on (the rand() that libespeak-ng calls)."""
-    ctypes.CDLL(None).srand(ctypes.c_uint(seed & 0xFFFFFFFF))
-
-
 class Espeak:
     """espeak-ng's C library in synchronous mode: text -> int16 samples at `self.sample_rate`.
 
@@ -225,6 +220,7 @@ class Espeak:
         self._callback = callback_type(self._collect)  # keep a reference: the library calls it later
         self.lib.espeak_SetSynthCallback(self._callback)
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self._srand = ctypes.CDLL(None).srand  # the C library's, whose rand() libespeak-ng calls
 
     def _collect(self, wav, n_samples, events):
         if n_samples > 0 and wav:
@@ -241,7 +237,7 @@ class Espeak:
         process had called rand() before it (measured: 5 calls in the parent process changed 16 of
         the 160 utterances of the mini recipe's dev_source).
         """
-        _libc_srand(noise_seed)
+        self._srand(ctypes.c_uint(noise_seed & 0xFFFFFFFF))
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         self.lib.espeak_SetParameter(self._RATE, speed, 0)
