@@ -211,3 +211,15 @@ def test_size_files_set_every_variable_run_sh_reads(size):
     values = dict(zip(SIZE_VARIABLES, out.stdout.split("\0")))
     assert values["stage1_target_decode"] in ("true", "false")
     assert set(values["agnostic_methods"].split()) <= set(values["methods"].split())
+
+
+def test_help_lists_the_stages_and_the_options_with_their_defaults():
+    out = subprocess.run(["./run.sh", "--help"], cwd=RECIPE, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    for stage in range(1, 11):
+        assert re.search(rf"^ {{1,2}}{stage}  \S", text, flags=re.M), f"stage {stage} missing from --help"
+    for option in ("stage=1", "stop_stage=10", "quick=false", "full=false", "micro=false", "threads=2",
+                   "projector=gated_conv"):
+        assert re.search(rf"^{re.escape(option)}\b", text, flags=re.M), f"{option} missing from --help"
+    assert "help_message" not in text and "set -euo" not in text

@@ -12,8 +12,9 @@
 #      languages (asr.sh stage 3), decoded on their test sets
 #   7  Stage 2 per method on the long-tailed target set (asr.sh stage 4), then the sibling methods
 #      (docs/sibling_methods.md) built from stage2_independent: lors, experts_fusion, experts_kd
-#   8  decoding of the target test sets by Stage 1 and every Stage-2 method (asr.sh stage 5); a LID
-#      classifier on the Stage-1 encoder and the language-agnostic decodes (decode_test_all_agnostic_*)
+#   8  decoding of the target test sets by every Stage-2 method (asr.sh stage 5); where the size asks for
+#      them (conf/size_<size>.sh: stage1_target_decode, agnostic_methods; not the default), the Stage-1
+#      model's decode, a LID classifier on the Stage-1 encoder and the language-agnostic decodes
 #   9  scoring, result tables (asr.sh stage 6; the agnostic decodes are extra columns) and figures
 #  10  RESULTS.md: tables, figures, training curves, wall time per stage
 # With --seeds "1 2", stages 7-9 also retrain, decode and score every Stage-2 method with each extra seed
@@ -38,7 +39,11 @@ seeds=""      # extra Stage-2 seeds, e.g. "1 2": the methods' spread (each seed 
 projector=gated_conv  # the paper's; ctc_compress (NOT the paper's): one LLM input per character the encoder's
                       # CTC head predicts (NOTES.md, "CTC compression"), for Stage 1, Stage 2 and the warm start
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N] [--jobs N] [--seeds \"1 2\"] [--projector gated_conv|ctc_compress]"
+# --help: the stage list of this header and the options below with their defaults
+help_message="$(sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0")
+
+Options (each --name value sets the variable of that name; the defaults):
+$(sed -n '/^stage=1$/,/^# --help/{/^# --help/d;p}' "$0")"
 
 . ./path.sh
 . ./cmd.sh
