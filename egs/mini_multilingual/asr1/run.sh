@@ -19,7 +19,8 @@
 #  10  RESULTS.md: tables, figures, training curves, wall time per stage
 # With --seeds "1 2", stages 7-9 also retrain, decode and score every Stage-2 method with each extra seed
 # (train.seed) in exp/<regime>_seed<N>/, from the same Stage 1; RESULTS.md then gives the seed-to-seed spread.
-# Each encoder regime in ${regimes} has its own exp/<regime>/ (Stage 1 and Stage 2 trained in it).
+# Each encoder regime of the size (regimes= in conf/size_<size>.sh) has its own exp/<regime>/ (Stage 1
+# and Stage 2 trained in it).
 #
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--quick true | --full true | --micro true] [--nj N] [--threads N]
 #                 [--jobs N] [--seeds "1 2"] [--projector gated_conv|ctc_compress]
