@@ -1,4 +1,6 @@
 # --quick true: the same stages on a quarter of the corpus with fewer steps. Budget: 15 min on an idle 2-core CPU.
+# A pipeline check at a realistic data size, not a smaller experiment: 120 LLM steps cannot form the copy
+# skill, so Stage 1 does not align and the models do not recognise speech (NOTES.md, "Budgets and what was measured").
 corpus_config=conf/corpus_quick.yaml
 llm_opts="--set steps=120"
 encoder_opts="--set steps=120"
