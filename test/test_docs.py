@@ -61,11 +61,12 @@ def test_architecture_map_names_every_module():
     """Each module has one home that a newcomer finds by name in docs/architecture.md's map (the
     corpus modules are listed by corpus, the entry points by step)."""
     doc = (ROOT / "docs/architecture.md").read_text()
-    modules = [n for n in _tracked() if n.startswith("zipasr/") and n.endswith(".py")
+    tracked = _tracked()
+    modules = [n for n in tracked if n.startswith("zipasr/") and n.endswith(".py")
                and not n.endswith("__init__.py") and "/bin/" not in n and "/corpora/" not in n]
     assert len(modules) > 30, "the module list is wrong"
     unnamed = [n for n in modules if not re.search(rf"^\s+{re.escape(Path(n).name)}\s", doc, flags=re.M)]
     assert not unnamed, "modules missing from docs/architecture.md: " + ", ".join(unnamed)
-    steps = [Path(n).stem for n in _tracked() if n.startswith("zipasr/bin/") and not n.startswith("zipasr/bin/_")]
+    steps = [Path(n).stem for n in tracked if n.startswith("zipasr/bin/") and not n.startswith("zipasr/bin/_")]
     unlisted = [s for s in steps if not re.search(rf"\b{s}\b", doc)]
     assert not unlisted, "entry points missing from docs/architecture.md: " + ", ".join(unlisted)
