@@ -107,3 +107,26 @@ def test_plot_cli_on_fixture_tree(tmp_path, capsys):
     assert plot_cli.unique_tags([]) == []
     assert plot_cli.main(["--results", str(TREE), "--out", str(out), "--baseline", "nope"]) == 1
     assert "plot: error: baseline method 'nope' not found" in capsys.readouterr().err
+
+
+def test_relative_figure_leaves_out_columns_without_a_baseline(tmp_path, monkeypatch):
+    """A language-agnostic decode of Zipper-Soft alone (the recipe's agnostic_methods) has no
+    Vanilla value to compare with: the figure shows the language-aware columns only, not an
+    empty panel for the agnostic ones."""
+    import json
+
+    def result(stage, decode_dir, per_lang):
+        score = tmp_path / "exp" / stage / decode_dir / "score"
+        score.mkdir(parents=True)
+        (score / "result.json").write_text(json.dumps(
+            {"per_lang": {lang: {"error_rate": v, "n_missing": 0} for lang, v in per_lang.items()}}))
+
+    result("stage2_vanilla", "decode_test_all_full", {"de": 20.0, "fr": 30.0, "ru": 40.0})
+    result("stage2_zipper_soft", "decode_test_all_full", {"de": 10.0, "fr": 30.0, "ru": 50.0})
+    result("stage2_zipper_soft", "decode_test_all_agnostic_full", {"de": 15.0, "fr": 35.0, "ru": 45.0})
+    drawn = {}
+    monkeypatch.setattr(plot_cli, "plot_relative_change",
+                        lambda changes, path, title="": drawn.update(changes) or Path(path))
+    plot_cli.plot_results([str(tmp_path / "exp")], tmp_path / "figs", "vanilla")
+    assert drawn == {"Zipper-LoRA-Soft": {"test_all (de)": 50.0, "test_all (fr)": 0.0,
+                                          "test_all (ru)": -25.0}}

@@ -7,8 +7,8 @@ Per encoder regime found under --results (same layout as zipasr.bin.show_results
 Stage-2 methods (the Stage-1 row is in the tables only):
   radar_<regime>.png     (100 - WER/CER) per test-set language, one polygon per method (Fig. 5);
                          methods lacking a column are left out of the radar;
-  relative_<regime>.png  relative change against --baseline per column (Fig. 6); a missing
-                         result leaves a gap.
+  relative_<regime>.png  relative change against --baseline per column of the radar (Fig. 6); a
+                         missing result leaves a gap.
 Per --tsne file: tsne_<tag>.png, t-SNE of utterance-level encoder outputs coloured by language
 (Fig. 8); <tag> is the file name without .npz, with as many parent directories as it takes to
 tell the files apart. The .npz holds `embeddings` (N, d) float and `langs` (N,) str, as
@@ -78,9 +78,14 @@ def plot_results(exp_dirs: list[str], out_dir: Path, baseline: str | None) -> li
                                       f"(1 - WER/CER) %, {regime}"))
         rel = relative_change(table, base)
         rel_rows = [] if rel is None else [r for r in rel.rows if r.method != "stage1"]
-        if rel_rows:
+        # the radar's columns where some method has a change: a column the baseline was not decoded
+        # on (e.g. a language-agnostic decode of Zipper-Soft alone) would be an empty panel
+        rel_cols = [c for c in columns if any((r, c) in rel.values for r in rel_rows)]
+        if rel_rows and not rel_cols:
+            logger.warning("relative %s: no column has both %s and another method: skipped", regime, base)
+        elif rel_rows:
             changes = {r.display(standalone=True):
-                       {c.label: rel.values.get((r, c), math.nan) for c in rel.columns}
+                       {c.label: rel.values.get((r, c), math.nan) for c in rel_cols}
                        for r in rel_rows}
             written.append(plot_relative_change(changes, out_dir / f"relative_{table.regime}.png",
                                                 rel.title))
