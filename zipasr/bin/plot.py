@@ -78,8 +78,8 @@ def plot_results(exp_dirs: list[str], out_dir: Path, baseline: str | None) -> li
                                       f"(1 - WER/CER) %, {regime}"))
         rel = relative_change(table, base)
         rel_rows = [] if rel is None else [r for r in rel.rows if r.method != "stage1"]
-        # the radar's columns where some method has a change: a column the baseline was not decoded
-        # on (e.g. a language-agnostic decode of Zipper-Soft alone) would be an empty panel
+        # the radar's columns (language-aware decodes, as the paper's figure) where some method has a
+        # change: the language-agnostic decode of Zipper-Soft alone has no baseline and drew an empty panel
         rel_cols = [c for c in columns if any((r, c) in rel.values for r in rel_rows)]
         if rel_rows and not rel_cols:
             logger.warning("relative %s: no column has both %s and another method: skipped", regime, base)
