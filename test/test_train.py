@@ -5,7 +5,9 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -291,3 +293,63 @@ def test_lang_weights_for_a_language_without_data_is_a_config_error(runs, tmp_pa
     with pytest.raises(AssertionError, match=r"data.lang_weights' names languages without training data .*\['vi'\]"):
         run_training(write_config(cfg, tmp_path / "w.yaml"), tmp_path / "exp")
     assert not list_checkpoints(tmp_path / "exp" / "checkpoints")
+
+
+# --------------------------------------------------------------------------- DeepSpeed's JIT build lock
+GUARD_HOLDER = """
+import sys, time
+from pathlib import Path
+from zipasr.train.trainer import jit_build_guard
+ext = Path(sys.argv[1])
+with jit_build_guard(ext):
+    (ext / "op").mkdir(exist_ok=True)
+    (ext / "op" / "lock").touch()  # the lock of a build in progress
+    print("held", flush=True)
+    time.sleep(2)
+    assert (ext / "op" / "lock").exists(), "a live build's lock was removed"
+    (ext / "op" / "lock").unlink()
+"""
+
+
+def test_build_guard_removes_a_killed_builds_lock_and_waits_for_a_live_build(tmp_path):
+    from zipasr.train.trainer import jit_build_guard
+
+    ext = tmp_path / "torch_extensions_x"
+    (ext / "op").mkdir(parents=True)
+    (ext / "op" / "lock").touch()  # left by a killed build: no process holds the guard
+    with jit_build_guard(ext):
+        assert not (ext / "op" / "lock").exists()
+
+    holder = subprocess.Popen([sys.executable, "-c", GUARD_HOLDER, str(ext)], env=run_env(), cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        with jit_build_guard(ext):  # waits for the holder to finish, leaving its lock alone meanwhile
+            waited = time.monotonic() - start
+        assert holder.wait(timeout=60) == 0
+        assert waited > 1.0
+    finally:
+        holder.kill()
+
+
+def test_init_distributed_is_not_stopped_by_a_killed_builds_lock():
+    """A stale `lock` in zipasr's real extension cache: before jit_build_guard every later training waited
+    for it forever."""
+    from zipasr.train.trainer import _writable_cache, jit_build_guard
+
+    ext = Path(_writable_cache())
+    op_dir = ext / "deepspeed_shm_comm"
+    with jit_build_guard(ext):  # planted while no zipasr build runs, as a killed build leaves it
+        op_dir.mkdir(exist_ok=True)
+        (op_dir / "lock").touch()
+    code = "from zipasr.train.trainer import init_distributed; print(init_distributed())"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=run_env(), cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "(0, 1, device(type='cpu'))" in out.stdout
+        assert not (op_dir / "lock").exists()
+    finally:
+        with jit_build_guard(ext):
+            pass  # clears the planted lock if the run above failed, so later trainings do not wait for it

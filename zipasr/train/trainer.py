@@ -17,6 +17,8 @@ packing), so N processes with batch B give the same gradients as one process wit
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -75,12 +77,44 @@ def _writable_cache() -> str:
     raise OSError("no writable directory for TORCH_EXTENSIONS_DIR; set it to one")
 
 
+@contextlib.contextmanager
+def jit_build_guard(ext_dir: Path):
+    """Hold while a JIT op is built or loaded in `ext_dir`, zipasr's own TORCH_EXTENSIONS_DIR.
+
+    torch's build lock is a plain file, `<op>/lock`; a build killed half-way leaves it behind and every later
+    build of that op waits for it forever (a killed test suite did, 2026-12-04). This guard is an flock, which
+    the kernel drops when its process dies: while it is held no other zipasr process builds in `ext_dir`,
+    so a `lock` found there is stale and is removed.
+    """
+    ext_dir.mkdir(parents=True, exist_ok=True)
+    with open(ext_dir / "zipasr_build.flock", "a") as guard:  # closing it releases the flock
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        for stale in sorted(ext_dir.glob("*/lock")):
+            logger.warning("removing %s: the build lock of a killed build", stale)
+            stale.unlink(missing_ok=True)
+        yield
+
+
+def _load_comm_op(ext_dir: Path) -> None:
+    """Build (once, cached) and load the shared-memory comm op that deepspeed.init_distributed would build,
+    inside jit_build_guard; DeepSpeed's own load then takes it from its in-process cache of loaded ops.
+    Before the rendezvous: a guard held across it would deadlock the ranks of one machine."""
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is None or not deepspeed.ops.__compatible_ops__.get(builder.NAME, False):
+        return  # DeepSpeed skips this op too (deepspeed.comm.torch.build_shm_op)
+    with jit_build_guard(ext_dir):
+        builder.load()
+
+
 def init_distributed() -> tuple[int, int, torch.device]:
     """Start (or join) the process group; returns (rank, world_size, device).
 
     Without launcher variables (plain `python -m zipasr.bin.train`) this process declares itself a world of
     one, so the DeepSpeed path is the only path. Without CUDA: DeepSpeed's CPU accelerator, gloo, and a
-    writable TORCH_EXTENSIONS_DIR for the small op DeepSpeed compiles once (cached there).
+    writable TORCH_EXTENSIONS_DIR for the small op DeepSpeed compiles once (cached there; see jit_build_guard).
     """
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
@@ -93,6 +127,9 @@ def init_distributed() -> tuple[int, int, torch.device]:
 
     for name in ("DeepSpeed", "deepspeed"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    ext_dir = Path(os.environ["TORCH_EXTENSIONS_DIR"])
+    if ext_dir.parent.name == "zipasr" and ext_dir.name.startswith("torch_extensions_"):
+        _load_comm_op(ext_dir)  # only in our own cache: another program's builds there would not take the guard
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     if cuda:
