@@ -170,8 +170,10 @@ def test_killed_micro_run_resumes_to_the_same_results(micro_run, tmp_path):
     env = dict(os.environ, PYTHONHASHSEED="0")
     # kill the whole run (its process group) once the Stage-2 Vanilla run has written its first checkpoint
     ckpts = work / "exp/full/stage2_vanilla/checkpoints"
-    proc = subprocess.Popen(MICRO, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = work / "killed_run.log"  # beside data/ and exp/, not among the outputs compared below
+    with log.open("w") as out:
+        proc = subprocess.Popen(MICRO, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         deadline = time.time() + 1200
         while not any(p.name.startswith("step") for p in ckpts.glob("*")) and proc.poll() is None:
@@ -181,7 +183,8 @@ def test_killed_micro_run_resumes_to_the_same_results(micro_run, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended (rc {proc.returncode}) before it could be killed"
+    assert proc.returncode == -signal.SIGKILL, \
+        f"the run ended (rc {proc.returncode}) before it could be killed:\n{log.read_text()[-6000:]}"
     assert not (work / "exp/.stage7.done").exists()
     resumed = subprocess.run(MICRO, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-6000:]

@@ -353,3 +353,24 @@ def test_init_distributed_is_not_stopped_by_a_killed_builds_lock():
     finally:
         with jit_build_guard(ext):
             pass  # clears the planted lock if the run above failed, so later trainings do not wait for it
+
+
+def test_trainings_started_together_each_get_their_own_rendezvous_port():
+    """A recipe's job pool starts trainings at the same moment. Each world of one binds its rendezvous store to
+    port 0 (a free port picked by the kernel as it binds); picking a port first and binding it later let two of
+    them pick the same one, and one failed with EADDRINUSE."""
+    code = ("import torch, torch.distributed as dist\n"
+            "from zipasr.train.trainer import init_distributed\n"
+            "init_distributed()\n"
+            "t = torch.ones(1); dist.all_reduce(t); assert float(t) == 1.0\n"
+            "store = dist.distributed_c10d._get_default_store()\n"
+            "while hasattr(store, 'underlying_store'): store = store.underlying_store\n"
+            "print('port', store.port)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=run_env(), cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    ports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        ports += [int(line.split()[1]) for line in out.splitlines() if line.startswith("port ")]
+    assert len(ports) == 4 and 0 not in ports and len(set(ports)) == 4

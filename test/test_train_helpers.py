@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,15 +99,10 @@ def run_env() -> dict:
 def train_command(config: Path, exp_dir: Path, nproc: int = 1, resume: bool = False) -> list[str]:
     launcher = [sys.executable]
     if nproc > 1:
-        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}"]
+        # --standalone: the rendezvous store binds a free port itself (no port picked first, which can race)
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     cmd = launcher + ["-m", "zipasr.bin.train", "--config", str(config), "--exp_dir", str(exp_dir)]
     return cmd + (["--resume"] if resume else [])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_training(config: Path, exp_dir: Path, nproc: int = 1, resume: bool = False, timeout: int = 300) -> None:

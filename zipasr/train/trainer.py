@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import time
 from collections import Counter
@@ -51,12 +50,6 @@ FULL_CONTEXT_MAX_FRAMES = 3000  # Whisper's 30 s window
 
 
 # --------------------------------------------------------------------------- distributed setup
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _writable_cache() -> str:
     """A writable build cache for DeepSpeed's JIT ops, one per (deepspeed install, torch version, compiler
     flags): builds of different installs in one directory replace each other, a rebuild of minutes each time."""
@@ -113,12 +106,15 @@ def init_distributed() -> tuple[int, int, torch.device]:
     """Start (or join) the process group; returns (rank, world_size, device).
 
     Without launcher variables (plain `python -m zipasr.bin.train`) this process declares itself a world of
-    one, so the DeepSpeed path is the only path. Without CUDA: DeepSpeed's CPU accelerator, gloo, and a
-    writable TORCH_EXTENSIONS_DIR for the small op DeepSpeed compiles once (cached there; see jit_build_guard).
+    one, so the DeepSpeed path is the only path. Its rendezvous store binds port 0, so the kernel picks a free
+    port as it binds (picking a free port first and binding it later raced: two trainings started together by a
+    recipe's job pool could pick the same port, and one failed with EADDRINUSE). Without CUDA: DeepSpeed's CPU
+    accelerator, gloo, and a writable TORCH_EXTENSIONS_DIR for the small op DeepSpeed compiles once (cached
+    there; see jit_build_guard).
     """
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT="0")
     cuda = torch.cuda.is_available()
     if not cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
